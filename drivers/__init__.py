@@ -1,0 +1,1 @@
+"""Driver plugins: interfaces, registry and backends (mock and real) per hardware kind."""

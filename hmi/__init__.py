@@ -1,0 +1,1 @@
+"""The touchscreen process (pygame); talks to the controller only through controller.ipc.messages."""
