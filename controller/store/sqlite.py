@@ -1,0 +1,813 @@
+"""The durable state of the charger: one SQLite database (stdlib ``sqlite3``).
+
+This module owns everything the controller must not lose across a process kill,
+a restart or a power cut:
+
+* ``config_keys`` -- OCPP configuration keys changed over OCPP (ChangeConfiguration).
+  They win over the defaults of the installer's TOML file (R-CONF 3, R-CONF 5).
+  The key column is case-insensitive (R-CONF 1): writing ``heartbeatinterval``
+  replaces ``HeartbeatInterval``. Alias spellings (AppEnabled/APPEEnabled, ...)
+  are the configuration layer's business, not this one's.
+* ``availability`` -- Operative/Inoperative per connector, connector 0 being the
+  whole charger (R-OPS 5).
+* ``meta`` -- small named values: store bookkeeping and the "running" flag used
+  to detect that the previous run ended by a power loss or a kill (R-MODEL 3).
+* ``transactions`` -- one row per local transaction, from the start (before the
+  CSMS knows of it) to the moment it is fully delivered and forgotten (R-TX 1).
+* ``outbox`` -- the queue of outgoing transaction-related messages
+  (StartTransaction, MeterValues, StopTransaction, ...), in insertion order,
+  delivered after reconnect and removed only once answered (R-TX 4).
+
+Durability rules (R-TX 4):
+
+* WAL journal, ``synchronous=FULL``: every commit is on stable storage when the
+  method that made it returns.
+* Every write method commits before it returns, unless it runs inside
+  ``with store.atomic():``, in which case the whole block commits at its end or
+  not at all (e.g. ``end_transaction`` + ``enqueue(StopTransaction)``).
+  Do not ``await`` inside an atomic block.
+* A write that fails (full disk, I/O error, ...) raises :class:`StoreError` and
+  leaves nothing of itself (or of its atomic block) in the database.
+* Opening never recreates, truncates or "repairs" a database: a corrupt, newer
+  or unwritable database raises :class:`StoreError` naming the path and what to
+  do, and the daemon refuses to start rather than lose data.
+
+Schema changes are appended to :data:`MIGRATIONS` (never edited once released);
+``PRAGMA user_version`` holds the number of migrations applied, each applied in
+its own transaction together with the version bump.
+
+One connection, used from one thread at a time (an internal lock serialises
+accidental use from an executor thread).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Union
+
+__all__ = [
+    "AVAILABILITY_VALUES",
+    "MIGRATIONS",
+    "OutboxRow",
+    "SCHEMA_VERSION",
+    "Store",
+    "StoreError",
+    "TxRecord",
+]
+
+
+class StoreError(Exception):
+    """The state store cannot be opened or written; the message says what to do."""
+
+
+AVAILABILITY_VALUES = frozenset({"Operative", "Inoperative"})
+
+# --------------------------------------------------------------------------
+# Schema migrations. Append only; the index + 1 is the schema version.
+# Each entry is a list of SQL statements or a callable taking the connection.
+# They run inside a transaction opened by the runner: no COMMIT, no
+# executescript(), no PRAGMAs that cannot run inside a transaction.
+# --------------------------------------------------------------------------
+
+Migration = Union[Sequence[str], Callable[[sqlite3.Connection], None]]
+
+_MIGRATION_1: list[str] = [
+    """
+    CREATE TABLE meta (
+        name  TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL CHECK (typeof(value) = 'text')
+    )
+    """,
+    """
+    CREATE TABLE config_keys (
+        key   TEXT PRIMARY KEY NOT NULL COLLATE NOCASE,
+        value TEXT NOT NULL CHECK (typeof(value) = 'text')
+    )
+    """,
+    """
+    CREATE TABLE availability (
+        connector_id INTEGER PRIMARY KEY NOT NULL CHECK (connector_id >= 0),
+        value        TEXT NOT NULL CHECK (value IN ('Operative', 'Inoperative'))
+    )
+    """,
+    """
+    CREATE TABLE transactions (
+        local_id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        connector_id   INTEGER NOT NULL,
+        id_tag         TEXT NOT NULL,
+        meter_start_wh INTEGER NOT NULL,
+        started_at     TEXT NOT NULL,
+        transaction_id INTEGER,
+        reservation_id INTEGER,
+        last_meter_wh  INTEGER NOT NULL,
+        last_meter_at  TEXT,
+        stopped_at     TEXT,
+        meter_stop_wh  INTEGER,
+        stop_reason    TEXT,
+        stop_id_tag    TEXT
+    )
+    """,
+    "CREATE INDEX transactions_open ON transactions (stopped_at)",
+    """
+    CREATE TABLE outbox (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        action      TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        tx_local_id INTEGER REFERENCES transactions (local_id),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        created_at  TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX outbox_tx ON outbox (tx_local_id)",
+]
+
+MIGRATIONS: list[Migration] = [
+    _MIGRATION_1,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# meta names used by the store itself
+_META_RUNNING = "running"
+_META_OPENED_AT = "store_opened_at"
+_META_STARTED_AT = "run_started_at"
+_META_STOPPED_AT = "run_stopped_at"
+
+# primary SQLite result codes (sqlite3 exceptions carry sqlite_errorcode)
+_SQLITE_PERM = 3
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_CANTOPEN = 14
+_SQLITE_NOTADB = 26
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    """One local transaction. Times are RFC 3339 strings as given by the caller."""
+
+    local_id: int
+    connector_id: int
+    id_tag: str
+    meter_start_wh: int
+    started_at: str
+    transaction_id: int | None
+    reservation_id: int | None
+    last_meter_wh: int
+    last_meter_at: str | None
+    stopped_at: str | None
+    meter_stop_wh: int | None
+    stop_reason: str | None
+    stop_id_tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One queued outgoing message; ``seq`` grows strictly and is never reused."""
+
+    seq: int
+    action: str
+    payload: dict[str, Any]
+    tx_local_id: int | None
+    attempts: int
+    created_at: str
+
+
+_TX_COLUMNS = (
+    "local_id, connector_id, id_tag, meter_start_wh, started_at, transaction_id, "
+    "reservation_id, last_meter_wh, last_meter_at, stopped_at, meter_stop_wh, "
+    "stop_reason, stop_id_tag"
+)
+_OUTBOX_COLUMNS = "seq, action, payload, tx_local_id, attempts, created_at"
+
+
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _primary_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF
+
+
+def _explain(path: Path, exc: BaseException, doing: str) -> str:
+    """A message for the operator: what failed, on which file, what to do."""
+    code = _primary_code(exc)
+    if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
+        return (
+            f"state database {path} is corrupt ({exc}) while {doing}. "
+            "evsectl refuses to start rather than lose data: restore the file from a "
+            "backup, or move it (and its -wal/-shm files) aside to start with empty state."
+        )
+    if code == _SQLITE_FULL:
+        return (
+            f"state database {path}: disk full while {doing} ({exc}). "
+            "Free space on the state file system."
+        )
+    if code in (_SQLITE_READONLY, _SQLITE_PERM, _SQLITE_CANTOPEN):
+        return (
+            f"state database {path} is not writable ({exc}) while {doing}. "
+            "The service user must be able to read and write the file, its -wal/-shm "
+            "files and its directory, on a file system mounted read-write."
+        )
+    if code == _SQLITE_IOERR:
+        return (
+            f"state database {path}: I/O error ({exc}) while {doing}. "
+            "Check the storage medium (SD card) and the kernel log."
+        )
+    return f"state database {path}: {exc} while {doing}."
+
+
+class Store:
+    """The charger's durable state. Create with :meth:`Store.open`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        # Use Store.open(); this only wires an already prepared connection.
+        self._conn: sqlite3.Connection | None = conn
+        self._path = path
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._previous_run_clean = True
+
+    # ------------------------------------------------------------------ open
+
+    @classmethod
+    def open(cls, path: Path) -> Store:
+        """Open (creating if missing) the state database at ``path``.
+
+        Raises :class:`StoreError` if the database is corrupt, newer than this
+        code, or cannot be written; never recreates or repairs an existing file.
+        """
+        path = Path(path)
+        _prepare_file(path)
+        try:
+            conn = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(path, exc, "opening")) from exc
+        store = cls(conn, path)
+        try:
+            store._setup()
+        except BaseException:
+            conn.close()
+            store._conn = None
+            raise
+        return store
+
+    def _setup(self) -> None:
+        conn = self._connection()
+        path = self._path
+        doing = "checking the database"
+        try:
+            # The first statement that reads the file: "file is not a database" here.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+            if problems != ["ok"]:
+                shown = "; ".join(str(p) for p in problems[:5])
+                raise StoreError(
+                    f"state database {path} is corrupt (quick_check: {shown}). "
+                    "evsectl refuses to start rather than lose data: restore the file "
+                    "from a backup, or move it (and its -wal/-shm files) aside to start "
+                    "with empty state."
+                )
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"state database {path} has schema version {version}, newer than "
+                    f"this software supports ({len(MIGRATIONS)}); was the software "
+                    "downgraded? Install the matching software version or restore a "
+                    "backup made by this version."
+                )
+            if version < 0:
+                raise StoreError(
+                    f"state database {path} has an invalid schema version {version}; "
+                    "restore it from a backup or move it aside."
+                )
+            doing = "configuring the connection"
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(
+                    f"state database {path}: cannot switch to WAL journal (got {mode!r}); "
+                    "the file and its directory must be writable on a local file system."
+                )
+            conn.execute("PRAGMA synchronous = FULL")
+            if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
+                raise StoreError(f"state database {path}: synchronous=FULL was not accepted")
+            if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+                raise StoreError(f"state database {path}: foreign keys cannot be enabled")
+
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                doing = f"migrating the schema to version {number}"
+                try:
+                    self._apply_migration(number, MIGRATIONS[number - 1])
+                except (sqlite3.Error, StoreError):
+                    raise
+                except Exception as exc:
+                    raise StoreError(
+                        f"state database {path}: migration to schema version {number} "
+                        f"failed ({exc!r}); the database was left at version {number - 1}."
+                    ) from exc
+
+            # Prove the database is writable now rather than at the first
+            # StartTransaction; read the previous run's flag in the same step.
+            doing = "writing a test row"
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT value FROM meta WHERE name = ?", (_META_RUNNING,)
+                ).fetchone()
+                self._previous_run_clean = row is None or row[0] != "1"
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    (_META_OPENED_AT, _utc_now()),
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback_quietly(conn)
+                raise
+        except sqlite3.Error as exc:
+            raise StoreError(_explain(path, exc, doing)) from exc
+
+    def _apply_migration(self, number: int, migration: Migration) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if callable(migration):
+                migration(conn)
+            else:
+                for statement in migration:
+                    conn.execute(statement)
+            # user_version lives in the database header: it commits with the rest.
+            conn.execute(f"PRAGMA user_version = {int(number)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(conn)
+            raise
+
+    def close(self) -> None:
+        """Close the connection (idempotent). Later calls raise StoreError."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                if self._depth:
+                    _rollback_quietly(conn)
+                    self._depth = 0
+                conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # ---------------------------------------------------------- transactions
+
+    @contextmanager
+    def atomic(self) -> Iterator[Store]:
+        """Group writes: all of the block commits at its end, or none of it.
+
+        Nested blocks are savepoints: an exception leaving an inner block undoes
+        that block only; nothing is committed before the outermost block ends.
+        """
+        with self._lock:
+            conn = self._connection()
+            depth = self._depth
+            savepoint = f"evsectl_sp{depth}"
+            try:
+                conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
+            except sqlite3.Error as exc:
+                raise StoreError(_explain(self._path, exc, "starting a write")) from exc
+            self._depth = depth + 1
+            try:
+                yield self
+            except BaseException:
+                self._depth = depth
+                if depth == 0:
+                    _rollback_quietly(conn)
+                else:
+                    try:
+                        conn.execute(f"ROLLBACK TO {savepoint}")
+                        conn.execute(f"RELEASE {savepoint}")
+                    except sqlite3.Error:
+                        pass
+                raise
+            self._depth = depth
+            if not conn.in_transaction:
+                raise StoreError(
+                    f"state database {self._path}: the atomic block was rolled back by "
+                    "an earlier error; nothing of it was saved"
+                )
+            try:
+                conn.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+            except sqlite3.Error as exc:
+                if depth == 0:
+                    _rollback_quietly(conn)
+                raise StoreError(_explain(self._path, exc, "committing")) from exc
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+        with self.atomic():
+            conn = self._connection()
+            if not conn.in_transaction:
+                # SQLite rolls a transaction back by itself after some errors
+                # (full disk, I/O); writing on would autocommit piecemeal.
+                raise StoreError(
+                    f"state database {self._path}: the enclosing atomic block was "
+                    f"rolled back by an earlier error; not {doing}"
+                )
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(_explain(self._path, exc, doing)) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(_explain(self._path, exc, "reading")) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"state database {self._path} is closed")
+        return self._conn
+
+    # ------------------------------------------------------------ config keys
+
+    def keys(self) -> dict[str, str]:
+        """All configuration keys stored (set over OCPP), key -> value."""
+        with self._read() as conn:
+            return {k: v for k, v in conn.execute("SELECT key, value FROM config_keys")}
+
+    def set_keys(self, changes: Mapping[str, str]) -> None:
+        """Upsert keys in one transaction. Keys are case-insensitive."""
+        items = list(changes.items())
+        for key, value in items:
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"configuration key must be a non-empty str, got {key!r}")
+            if not isinstance(value, str):
+                raise TypeError(f"value of {key} must be str, got {type(value).__name__}")
+        with self._write("saving configuration keys") as conn:
+            conn.executemany(
+                "INSERT INTO config_keys (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET key = excluded.key, value = excluded.value",
+                items,
+            )
+
+    # ----------------------------------------------------------- availability
+
+    def availability(self) -> dict[int, str]:
+        """Connector id (0 = whole charger) -> "Operative" / "Inoperative"."""
+        with self._read() as conn:
+            return {
+                int(c): v
+                for c, v in conn.execute("SELECT connector_id, value FROM availability")
+            }
+
+    def set_availability(self, connector_id: int, value: str) -> None:
+        if value not in AVAILABILITY_VALUES:
+            raise ValueError(f"availability must be Operative or Inoperative, got {value!r}")
+        connector_id = _as_int(connector_id, "connector_id")
+        if connector_id < 0:
+            raise ValueError(f"connector_id must be >= 0, got {connector_id}")
+        with self._write("saving availability") as conn:
+            conn.execute(
+                "INSERT INTO availability (connector_id, value) VALUES (?, ?) "
+                "ON CONFLICT (connector_id) DO UPDATE SET value = excluded.value",
+                (connector_id, value),
+            )
+
+    # ------------------------------------------------------------------- meta
+
+    def get_meta(self, name: str) -> str | None:
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+            return None if row is None else row[0]
+
+    def set_meta(self, name: str, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"meta value must be str, got {type(value).__name__}")
+        with self._write(f"saving meta {name}") as conn:
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (name, value),
+            )
+
+    def mark_running(self) -> None:
+        """Call once the daemon runs; cleared by :meth:`mark_stopped` at a clean stop."""
+        with self.atomic():
+            self.set_meta(_META_RUNNING, "1")
+            self.set_meta(_META_STARTED_AT, _utc_now())
+
+    def mark_stopped(self) -> None:
+        """Call at a clean shutdown, after the last state has been written."""
+        with self.atomic():
+            self.set_meta(_META_RUNNING, "0")
+            self.set_meta(_META_STOPPED_AT, _utc_now())
+
+    def last_run_was_clean(self) -> bool:
+        """Whether the run before this open ended with :meth:`mark_stopped`.
+
+        False after a power loss or kill while running. Decided when the store
+        was opened, so it does not change when this run calls mark_running().
+        True for a new database.
+        """
+        return self._previous_run_clean
+
+    # ----------------------------------------------------------- transactions
+
+    def begin_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_start_wh: int,
+        started_at: str,
+        reservation_id: int | None = None,
+    ) -> TxRecord:
+        """Record a new local transaction (before the CSMS gives its id)."""
+        connector_id = _as_int(connector_id, "connector_id")
+        meter_start_wh = _as_int(meter_start_wh, "meter_start_wh")
+        reservation_id = _as_opt_int(reservation_id, "reservation_id")
+        _check_str(id_tag, "id_tag")
+        _check_str(started_at, "started_at")
+        with self._write("recording a transaction start") as conn:
+            cur = conn.execute(
+                "INSERT INTO transactions (connector_id, id_tag, meter_start_wh, started_at, "
+                "reservation_id, last_meter_wh) VALUES (?, ?, ?, ?, ?, ?)",
+                (connector_id, id_tag, meter_start_wh, started_at, reservation_id, meter_start_wh),
+            )
+            local_id = int(cur.lastrowid)
+        return TxRecord(
+            local_id=local_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start_wh=meter_start_wh,
+            started_at=started_at,
+            transaction_id=None,
+            reservation_id=reservation_id,
+            last_meter_wh=meter_start_wh,
+            last_meter_at=None,
+            stopped_at=None,
+            meter_stop_wh=None,
+            stop_reason=None,
+            stop_id_tag=None,
+        )
+
+    def set_transaction_id(self, local_id: int, transaction_id: int) -> None:
+        """Store the transactionId the CSMS gave in StartTransaction.conf."""
+        transaction_id = _as_int(transaction_id, "transaction_id")
+        with self._write("saving a transaction id") as conn:
+            cur = conn.execute(
+                "UPDATE transactions SET transaction_id = ? WHERE local_id = ?",
+                (transaction_id, local_id),
+            )
+            if cur.rowcount != 1:
+                raise StoreError(f"no transaction with local id {local_id}")
+
+    def update_meter(self, local_id: int, wh: int, at: str) -> bool:
+        """Remember the latest meter reading of a running transaction.
+
+        Returns False (and changes nothing) if the transaction is already
+        stopped; raises StoreError for an unknown local id.
+        """
+        wh = _as_int(wh, "wh")
+        _check_str(at, "at")
+        with self._write("saving a meter reading") as conn:
+            cur = conn.execute(
+                "UPDATE transactions SET last_meter_wh = ?, last_meter_at = ? "
+                "WHERE local_id = ? AND stopped_at IS NULL",
+                (wh, at, local_id),
+            )
+            if cur.rowcount == 1:
+                return True
+            self._require_tx(conn, local_id)
+            return False
+
+    def end_transaction(
+        self,
+        local_id: int,
+        meter_stop_wh: int,
+        stopped_at: str,
+        reason: str,
+        stop_id_tag: str | None = None,
+    ) -> None:
+        """Mark a transaction stopped. A stop is final: ending it twice raises."""
+        meter_stop_wh = _as_int(meter_stop_wh, "meter_stop_wh")
+        _check_str(stopped_at, "stopped_at")
+        _check_str(reason, "reason")
+        if stop_id_tag is not None:
+            _check_str(stop_id_tag, "stop_id_tag")
+        with self._write("recording a transaction stop") as conn:
+            cur = conn.execute(
+                "UPDATE transactions SET stopped_at = ?, meter_stop_wh = ?, stop_reason = ?, "
+                "stop_id_tag = ?, last_meter_wh = ?, last_meter_at = ? "
+                "WHERE local_id = ? AND stopped_at IS NULL",
+                (stopped_at, meter_stop_wh, reason, stop_id_tag, meter_stop_wh, stopped_at,
+                 local_id),
+            )
+            if cur.rowcount != 1:
+                self._require_tx(conn, local_id)
+                raise StoreError(f"transaction with local id {local_id} is already stopped")
+
+    def open_transactions(self) -> list[TxRecord]:
+        """Transactions not stopped yet, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE stopped_at IS NULL "
+                "ORDER BY local_id"
+            ).fetchall()
+        return [TxRecord(*row) for row in rows]
+
+    def transaction(self, local_id: int) -> TxRecord | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {_TX_COLUMNS} FROM transactions WHERE local_id = ?", (local_id,)
+            ).fetchone()
+        return None if row is None else TxRecord(*row)
+
+    def forget_transaction(self, local_id: int) -> bool:
+        """Delete a fully delivered transaction.
+
+        Deletes only if it is stopped and no outbox row refers to it; returns
+        True if a row was deleted, False otherwise (unknown, open or still queued).
+        """
+        with self._write("deleting a transaction") as conn:
+            cur = conn.execute(
+                "DELETE FROM transactions WHERE local_id = ? AND stopped_at IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM outbox WHERE tx_local_id = ?)",
+                (local_id, local_id),
+            )
+            return cur.rowcount == 1
+
+    @staticmethod
+    def _require_tx(conn: sqlite3.Connection, local_id: int) -> None:
+        row = conn.execute("SELECT 1 FROM transactions WHERE local_id = ?", (local_id,))
+        if row.fetchone() is None:
+            raise StoreError(f"no transaction with local id {local_id}")
+
+    # ----------------------------------------------------------------- outbox
+
+    def enqueue(
+        self, action: str, payload: dict[str, Any], tx_local_id: int | None = None
+    ) -> OutboxRow:
+        """Append a message to the outbox; it is on disk when this returns.
+
+        ``payload`` must be JSON-serialisable (TypeError/ValueError otherwise).
+        """
+        _check_str(action, "action")
+        if not isinstance(payload, dict):
+            raise TypeError(f"payload must be a dict, got {type(payload).__name__}")
+        tx_local_id = _as_opt_int(tx_local_id, "tx_local_id")
+        text = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        created_at = _utc_now()
+        with self._write(f"queueing {action}") as conn:
+            cur = conn.execute(
+                "INSERT INTO outbox (action, payload, tx_local_id, attempts, created_at) "
+                "VALUES (?, ?, ?, 0, ?)",
+                (action, text, tx_local_id, created_at),
+            )
+            seq = int(cur.lastrowid)
+        return OutboxRow(seq, action, json.loads(text), tx_local_id, 0, created_at)
+
+    def pending(self, limit: int | None = None) -> list[OutboxRow]:
+        """Queued messages in sequence (= insertion) order."""
+        sql = f"SELECT {_OUTBOX_COLUMNS} FROM outbox ORDER BY seq"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql += " LIMIT ?"
+            params = (max(0, int(limit)),)
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_outbox_row(row) for row in rows]
+
+    def first_pending(self) -> OutboxRow | None:
+        rows = self.pending(limit=1)
+        return rows[0] if rows else None
+
+    def record_attempt(self, seq: int) -> int:
+        """Count one more delivery attempt; returns the new count."""
+        with self._write("counting a delivery attempt") as conn:
+            cur = conn.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+            if cur.rowcount != 1:
+                raise StoreError(f"no outbox message with seq {seq}")
+            row = conn.execute("SELECT attempts FROM outbox WHERE seq = ?", (seq,)).fetchone()
+            return int(row[0])
+
+    def remove(self, seq: int) -> bool:
+        """Remove a delivered (or abandoned) message; False if it was not queued."""
+        with self._write("removing a delivered message") as conn:
+            return conn.execute("DELETE FROM outbox WHERE seq = ?", (seq,)).rowcount == 1
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+
+
+# ---------------------------------------------------------------------------
+
+
+def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
+    seq, action, payload, tx_local_id, attempts, created_at = row
+    return OutboxRow(seq, action, json.loads(payload), tx_local_id, attempts, created_at)
+
+
+def _as_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be int, got {value!r}")
+    return value
+
+
+def _as_opt_int(value: Any, name: str) -> int | None:
+    return None if value is None else _as_int(value, name)
+
+
+def _check_str(value: Any, name: str) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be str, got {value!r}")
+
+
+def _rollback_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the directory (0o750) and an empty database file (0o600) if missing.
+
+    The file may hold secrets (AuthorizationKey), so it is readable by the
+    service user alone; SQLite gives its -wal/-shm files the same mode.
+    """
+    parent = path.parent
+    try:
+        if not parent.exists():
+            parent.mkdir(mode=0o750, parents=True)
+            os.chmod(parent, 0o750)  # exact mode, whatever the umask
+        elif not parent.is_dir():
+            raise StoreError(
+                f"state database {path}: {parent} is not a directory; fix the state "
+                "directory setting (or the file system) before starting evsectl."
+            )
+    except StoreError:
+        raise
+    except OSError as exc:
+        raise StoreError(
+            f"state database {path}: cannot create its directory {parent} ({exc}); "
+            "check the state directory setting and its permissions."
+        ) from exc
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise StoreError(f"state database {path}: cannot examine it ({exc}).") from exc
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(
+                f"state database {path} exists but is not a regular file; move it aside."
+            )
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        # Make the new directory entry durable before SQLite writes into the file.
+        dfd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except FileExistsError:
+        return  # created concurrently; SQLite's own checks apply
+    except OSError as exc:
+        raise StoreError(
+            f"state database {path} cannot be created ({exc}): the service user must be "
+            f"able to write the directory {parent}, on a file system mounted read-write."
+        ) from exc
