@@ -1,0 +1,1 @@
+"""The OCPP adapter: the only package that imports ``ocpp`` and ``websockets``."""

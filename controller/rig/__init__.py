@@ -1,0 +1,1 @@
+"""Rig control: the daemon's local control socket and its client (``evsectl sim``/``status``)."""

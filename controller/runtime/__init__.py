@@ -1,0 +1,1 @@
+"""The asyncio shell around the charger core: the only place that awaits."""

@@ -1,0 +1,179 @@
+"""Composition root: settings -> state store -> drivers -> core -> runtime -> link.
+
+Also owns the daemon's life cycle: start-up errors that refuse to start
+(bad settings, unknown driver, unusable state database), SIGTERM/SIGINT
+(stop running transactions with reason Reboot, deliver what can be delivered,
+leave cleanly), resets (re-exec in place, or a platform reboot) and the
+power-fail exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from drivers import interfaces as hw
+from drivers import registry
+
+from . import __version__
+from .config import Settings, seed_values
+from .core.charger import Charger, Identity
+from .core.keys import KeyStore
+from .ocpp.link import CsmsLink, error_code_of
+from .rig.server import ControlServer
+from .runtime.clock import SimClock, SystemClock
+from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
+from .store.sqlite import Store
+
+log = logging.getLogger(__name__)
+
+#: how long SIGTERM waits for running transactions to be stopped and stored
+STOP_GRACE_S = 10.0
+DB_NAME = "evsectl.sqlite"
+
+
+class StartupError(Exception):
+    """The daemon refuses to start; the message says why and what to do."""
+
+
+class Daemon:
+    """One run of the charger daemon, from open to close."""
+
+    def __init__(self, settings: Settings, *, clock: Any = None) -> None:
+        self.settings = settings
+        self.clock = clock or (SimClock() if settings.sim_clock else SystemClock())
+        self.store: Store | None = None
+        self.runtime: Runtime | None = None
+        self.control: ControlServer | None = None
+        self.link: CsmsLink | None = None
+
+    async def open(self) -> None:
+        s = self.settings
+        from .store.sqlite import StoreError
+
+        try:
+            self.store = Store.open(s.state_dir / DB_NAME)
+        except StoreError as e:
+            raise StartupError(str(e)) from None
+        keys = KeyStore(s.model.key_values(), seeds=seed_values(s), persisted=self.store.keys())
+        for warning in keys.warnings:
+            log.warning("configuration: %s", warning)
+        core = Charger(
+            model=s.model, keys=keys, store=self.store, clock=self.clock,
+            identity=Identity(s.serial_number, __version__), vendor_ids=s.vendor_ids, rand=random.random,
+        )
+        self.runtime = Runtime(core, {}, self.clock, error_code_of=error_code_of)
+        self.runtime.bind_loop()
+        connectors = tuple(
+            hw.ConnectorSpec(c.id, c.type, c.max_power_kw * 1000.0) for c in s.model.connectors
+        )
+        drivers: dict[str, Any] = {}
+        for kind, name in s.drivers.items():
+            ctx = hw.DriverContext(
+                state_dir=s.state_dir, connectors=connectors, station_max_power_w=s.model.max_power_kw * 1000.0,
+                emit=self.runtime.emit_from_driver, monotonic=self.clock.monotonic,
+                options=s.driver_options.get(kind, {}),
+            )
+            try:
+                drivers[kind] = registry.load(kind, name, ctx)  # type: ignore[call-overload]
+            except hw.DriverError as e:
+                raise StartupError(f"{s.path}: drivers.{kind}: {e}") from None
+        self.runtime.drivers = drivers
+        for kind, driver in drivers.items():
+            try:
+                await driver.start()
+            except hw.DriverError as e:
+                raise StartupError(f"the {kind} driver did not start: {e}") from None
+        self.control = ControlServer(s.control_socket, self.runtime)
+        try:
+            await self.control.start()
+        except OSError as e:
+            raise StartupError(f"cannot open the control socket {s.control_socket}: {e}") from None
+        self.link = CsmsLink(self.runtime, self.runtime, keys, response_timeout_s=s.response_timeout_s)
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> str:
+        """Run until a reset, a power fail or a signal; return how we leave."""
+        assert self.runtime is not None and self.link is not None
+        rt = self.runtime
+        rt.spawn(rt.run(), "core loop")
+        rt.spawn(rt.outbox.run(), "outbox")
+        rt.spawn(self.link.run(), "csms link")
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        if on_ready is not None:
+            on_ready()
+        kind = await rt.leaving
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        return kind
+
+    def _on_signal(self) -> None:
+        rt = self.runtime
+        assert rt is not None
+        log.info("asked to stop: ending running transactions (reason Reboot)")
+        rt._execute(rt.core.leave("exit", "Reboot"))
+        asyncio.get_running_loop().call_later(STOP_GRACE_S, self._force_exit)
+
+    def _force_exit(self) -> None:
+        if self.runtime is not None and not self.runtime.leaving.done():
+            log.error("transactions did not stop within %.0f s; leaving anyway", STOP_GRACE_S)
+            self.runtime.leaving.set_result("forced")
+
+    async def close(self, kind: str) -> None:
+        rt = self.runtime
+        if rt is not None:
+            drain = {"power_lost": HOLD_UP_S if self.settings.model.power_loss == "before_shutdown" else 0}
+            timeout = drain.get(kind, DRAIN_S)
+            if timeout and rt.core.store.count():
+                delivered = await rt.drain(timeout)
+                log.info("transaction queue %s", "delivered" if delivered else "kept on disk for the next start")
+            if self.link is not None and self.link.ws is not None:
+                await self.link.ws.close()
+            await rt.close()
+            for kind_name, driver in rt.drivers.items():
+                try:
+                    await driver.close()
+                except hw.DriverError as e:
+                    log.warning("closing the %s driver: %s", kind_name, e)
+        if self.control is not None:
+            await self.control.close()
+        if self.store is not None:
+            if kind not in ("power_lost", "forced"):
+                self.store.mark_stopped()
+            self.store.close()
+
+
+async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = None) -> int:
+    daemon = Daemon(settings)
+    try:
+        await daemon.open()
+    except StartupError:
+        await daemon.close("startup_failed")
+        raise
+    kind = await daemon.run(on_ready)
+    log.info("leaving: %s", kind)
+    platform = daemon.runtime.drivers.get("platform") if daemon.runtime else None
+    await daemon.close(kind)
+    if kind == "soft":
+        reexec()
+    elif kind == "hard" and platform is not None:
+        await platform.reboot()
+    return 0
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    logging.getLogger("ocpp").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
+
+
+__all__ = ["Daemon", "StartupError", "run_daemon", "setup_logging", "os"]

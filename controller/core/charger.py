@@ -1,0 +1,1015 @@
+"""The charger core: every business rule of the charge point, with no I/O.
+
+:class:`Charger` owns the connectors, the boot/heartbeat cycle, authorization
+(badge, remote start, free mode), transactions and their meter values, faults,
+availability and resets. It is driven by events (``controller.core.events``)
+and by CSMS requests (:meth:`Charger.request`), and answers with commands
+(``controller.core.commands``) that the asyncio runtime executes. It reads time
+from an injected clock, and writes durable state through the injected store
+synchronously (SQLite), so a transaction message is on disk before the command
+that sends it exists.
+
+Payloads are OCPP 1.6 shaped dicts (camelCase, as on the wire); the OCPP adapter
+validates them and puts them on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from . import commands as cmd
+from . import events as ev
+from .backoff import boot_retry_delay, reconnect_delay
+from .connector import FAULTED, Connector, PendingStart, Session, StatusReporter, derive_status
+from .dtc import Dtc, lookup
+from .keys import ChangeResult, KeyStore, limit_keys
+from .meter_values import sampled_values
+from .models import ModelProfile
+from .outbox import Drop, after_error
+from .timefmt import parse_rfc3339, rfc3339
+
+log = logging.getLogger(__name__)
+
+LIVE_SAMPLE_S = 1.0
+#: DTCs that are also security events (R-STATUS 3)
+TAMPER_DTCS = frozenset({"0x10020C", "0x10020E", "0x200204", "0x20020B"})
+#: DTCs whose stop reason is EmergencyStop rather than Other
+EMERGENCY_DTCS = frozenset({"0x100202", "0x200202"})
+METER_FAILURE_DTC = "0x10020F"
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+    def wall(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the charger says about itself in BootNotification."""
+
+    serial_number: str
+    firmware_version: str
+
+
+DEFAULT_VENDOR_IDS = {"cost": "com.se.cost", "tariff": "com.se.tariff", "image": "Schneider Electric"}
+
+VendorHandler = Callable[["Charger", Any], tuple[str, str | None]]
+
+
+class Charger:
+    """The charge point's brain. See the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        model: ModelProfile,
+        keys: KeyStore,
+        store: Any,
+        clock: Clock,
+        identity: Identity,
+        vendor_ids: dict[str, str] | None = None,
+        rand: Callable[[], float] = lambda: 0.5,
+    ) -> None:
+        self.model = model
+        self.keys = keys
+        self.store = store
+        self.clock = clock
+        self.identity = identity
+        self.rand = rand
+        self.connectors: dict[int, Connector] = {
+            c.id: Connector(c.id, c.type, c.max_power_kw * 1000.0) for c in model.connectors
+        }
+        self.station_operative = True
+        self.station_faults: dict[str, str] = {}
+        self.reporters: dict[int, StatusReporter] = {
+            cid: StatusReporter() for cid in [0, *self.connectors]
+        }
+        self.link = "disconnected"
+        self.selected = min(self.connectors)  # the connector shown on screen
+        self.remote_any: PendingStart | None = None
+        self.last_error: dict[str, Any] | None = None
+        self.resetting: str | None = None
+        self.power_lost = False
+        self.boot_failures = 0
+        self._timers: dict[str, float] = {}
+        self._out: list[cmd.Command] = []
+        ids = {**DEFAULT_VENDOR_IDS, **(vendor_ids or {})}
+        self.vendor_handlers: dict[str, dict[str, VendorHandler]] = {
+            ids["cost"]: {"CostUpdated": _on_cost_updated},
+        }
+
+    # ------------------------------------------------------------ plumbing
+    def now(self) -> float:
+        return self.clock.monotonic()
+
+    def stamp(self) -> str:
+        return rfc3339(self.clock.wall())
+
+    def take_commands(self) -> list[cmd.Command]:
+        out, self._out = self._out, []
+        return out
+
+    def emit(self, command: cmd.Command) -> None:
+        self._out.append(command)
+
+    def next_deadline(self) -> float | None:
+        return min(self._timers.values(), default=None)
+
+    def online(self) -> bool:
+        return self.link == "connected"
+
+    def key_bool(self, name: str) -> bool:
+        return bool(self.keys.get_bool(name))
+
+    def key_int(self, name: str) -> int:
+        return int(self.keys.get_int(name) or 0)
+
+    def register_vendor(self, vendor_id: str, message_id: str, handler: VendorHandler) -> None:
+        """Plug a DataTransfer handler in (R-DT): ``handler(charger, data) -> (status, data)``."""
+        self.vendor_handlers.setdefault(vendor_id, {})[message_id] = handler
+
+    def send(self, action: str, payload: dict[str, Any], ref: Any = None) -> None:
+        if self.online():
+            self.emit(cmd.SendCall(action, payload, ref))
+
+    # ------------------------------------------------------------ events
+    def handle(self, event: object) -> list[cmd.Command]:
+        """Apply one event; return the commands it causes."""
+        method = getattr(self, "_on_" + type(event).__name__, None)
+        if method is None:
+            raise TypeError(f"charger core cannot handle {event!r}")
+        method(event)
+        self._fire_due_timers()
+        self._refresh_status()
+        return self.take_commands()
+
+    def _on_Tick(self, _: ev.Tick) -> None:
+        pass
+
+    def _on_Started(self, _: ev.Started) -> None:
+        for cid, value in self.store.availability().items():
+            operative = value == "Operative"
+            if cid == 0:
+                self.station_operative = operative
+            elif cid in self.connectors:
+                self.connectors[cid].operative = operative
+        clean = self.store.last_run_was_clean()
+        for rec in self.store.open_transactions():
+            c = self.connectors.get(rec.connector_id)
+            if c is None:
+                log.error("transaction %s on unknown connector %s", rec.local_id, rec.connector_id)
+                continue
+            reason = "Reboot" if clean else "PowerLoss"
+            log.warning(
+                "transaction %s on connector %s was open at boot: stopping it (%s)",
+                rec.local_id, rec.connector_id, reason,
+            )
+            c.session = Session(
+                rec.local_id, rec.id_tag, rec.meter_start_wh, self.now(),
+                transaction_id=rec.transaction_id, stopping=True, stop_reason=reason,
+            )
+            c.energy_wh = rec.last_meter_wh
+            self.emit(cmd.Sample(c.connector_id, "stop"))
+        self.store.mark_running()
+        if self.store.count():
+            self.emit(cmd.WakeOutbox())
+
+    def _on_LinkUp(self, _: ev.LinkUp) -> None:
+        self.link = "booting"
+        self._send_boot()
+
+    def _on_LinkDown(self, _: ev.LinkDown) -> None:
+        self.link = "disconnected"
+        for name in ("boot", "heartbeat"):
+            self._timers.pop(name, None)
+
+    def _send_boot(self) -> None:
+        payload = {
+            "chargePointVendor": self.model.charge_point_vendor,
+            "chargePointModel": self.model.charge_point_model,
+            "chargePointSerialNumber": self.identity.serial_number,
+            "chargeBoxSerialNumber": self.identity.serial_number,
+            "firmwareVersion": self.identity.firmware_version,
+        }
+        self.emit(cmd.SendCall("BootNotification", payload, "boot"))
+
+    def _on_CallAnswered(self, e: ev.CallAnswered) -> None:
+        ref = e.ref
+        if ref == "boot":
+            self._boot_answered(e.payload)
+        elif ref == "heartbeat" or ref == "boot_trigger":
+            self._set_clock(e.payload.get("currentTime"))
+        elif isinstance(ref, tuple) and ref[0] == "authorize":
+            _, cid, id_tag = ref
+            status = e.payload.get("idTagInfo", {}).get("status")
+            self._authorize_answered(cid, id_tag, status == "Accepted", status)
+
+    def _on_CallFailed(self, e: ev.CallFailed) -> None:
+        ref = e.ref
+        if ref == "boot":
+            if self.link == "disconnected":
+                return
+            delay = reconnect_delay(self.boot_failures, self.rand(), base_s=5.0, cap_s=300.0)
+            self.boot_failures += 1
+            log.warning("BootNotification failed (%s %s); retry in %.0f s", e.reason, e.code or "", delay)
+            self._timers["boot"] = self.now() + delay
+        elif isinstance(ref, tuple) and ref[0] == "authorize":
+            _, cid, id_tag = ref
+            if e.reason == "error":
+                self._authorize_answered(cid, id_tag, False, f"CALLERROR {e.code}")
+            else:
+                self._authorize_offline(cid, id_tag)
+
+    def _set_clock(self, current_time: Any) -> None:
+        if not isinstance(current_time, str):
+            return
+        try:
+            self.emit(cmd.SetClock(parse_rfc3339(current_time)))
+        except ValueError:
+            log.warning("CSMS sent an unreadable currentTime %r", current_time)
+
+    def _boot_answered(self, payload: dict[str, Any]) -> None:
+        status = payload.get("status")
+        interval = payload.get("interval")
+        self._set_clock(payload.get("currentTime"))
+        self.boot_failures = 0
+        if status == "Accepted":
+            self.link = "connected"
+            if isinstance(interval, int) and interval > 0:
+                self.keys.change("HeartbeatInterval", str(interval))
+                self._persist_keys()
+            self._schedule_heartbeat()
+            for reporter in self.reporters.values():
+                reporter.reported = None  # report every connector afresh
+            self.emit(cmd.WakeOutbox())
+            log.info("BootNotification accepted")
+        else:
+            self.link = "pending" if status == "Pending" else "rejected"
+            delay = boot_retry_delay(interval if isinstance(interval, int) else None)
+            log.info("BootNotification %s; retry in %.0f s", status, delay)
+            self._timers["boot"] = self.now() + delay
+
+    def _schedule_heartbeat(self) -> None:
+        interval = self.key_int("HeartbeatInterval")
+        if interval > 0 and self.online():
+            self._timers["heartbeat"] = self.now() + interval
+        else:
+            self._timers.pop("heartbeat", None)
+
+    # ------------------------------------------------------------ timers
+    def _fire_due_timers(self) -> None:
+        now = self.now()
+        for name, due in sorted(self._timers.items(), key=lambda kv: kv[1]):
+            if due > now or self._timers.get(name) != due:
+                continue
+            del self._timers[name]
+            self._fire(name, due)
+
+    def _fire(self, name: str, due: float) -> None:
+        kind, _, arg = name.partition(":")
+        if kind == "boot":
+            if self.link in ("booting", "pending", "rejected"):
+                self._send_boot()
+        elif kind == "heartbeat":
+            self.send("Heartbeat", {}, "heartbeat")
+            self._schedule_heartbeat()
+        elif kind == "remote":
+            self._remote_expired(arg)
+        elif kind in ("periodic", "clock", "live"):
+            c = self.connectors[int(arg)]
+            if c.session is None or c.session.stopping:
+                return
+            self.emit(cmd.Sample(c.connector_id, kind))
+            self._schedule_samples(c, kind, due)
+
+    def _schedule_samples(self, c: Connector, only: str | None = None, last: float | None = None) -> None:
+        now = self.now()
+        base = last if last is not None else now
+        cid = c.connector_id
+        if only in (None, "live"):
+            self._timers[f"live:{cid}"] = max(base + LIVE_SAMPLE_S, now)
+        if only in (None, "periodic"):
+            interval = self.key_int("MeterValueSampleInterval")
+            offline = self.key_int("disconnectedMeterValueSampleInterval")
+            if not self.online() and offline > 0:
+                interval = offline
+            if interval > 0:
+                self._timers[f"periodic:{cid}"] = max(base + interval, now)
+            else:
+                self._timers.pop(f"periodic:{cid}", None)
+        if only in (None, "clock"):
+            aligned = self.key_int("ClockAlignedDataInterval")
+            if aligned > 0:
+                wall = self.clock.wall()
+                midnight = wall.replace(hour=0, minute=0, second=0, microsecond=0)
+                elapsed = (wall - midnight).total_seconds()
+                nxt = (int(elapsed // aligned) + 1) * aligned
+                self._timers[f"clock:{cid}"] = now + (nxt - elapsed)
+            else:
+                self._timers.pop(f"clock:{cid}", None)
+
+    def _cancel_connector_timers(self, cid: int) -> None:
+        for kind in ("live", "periodic", "clock"):
+            self._timers.pop(f"{kind}:{cid}", None)
+
+    # ------------------------------------------------------------ hardware events
+    def _on_Plugged(self, e: ev.Plugged) -> None:
+        c = self._connector(e.connector_id)
+        if c is None:
+            return
+        c.plugged = True
+        if c.session is not None and not c.session.stopping:
+            self.emit(cmd.EnablePower(c.connector_id))  # re-plugged into a suspended session
+            return
+        if c.pending is None and self.remote_any is not None and c.idle_plugged():
+            c.pending, self.remote_any = self.remote_any, None
+            self._timers.pop("remote:any", None)
+        if c.pending is not None:
+            self._timers.pop(f"remote:{c.connector_id}", None)
+            c.pending.deadline_mono = None
+            if c.pending.authorized:
+                self._start(c)
+        elif self.key_bool("FreeCharging") and c.idle_plugged():
+            self._begin_authorization(c, self._default_id_tag(), "free")
+
+    def _on_Unplugged(self, e: ev.Unplugged) -> None:
+        c = self._connector(e.connector_id)
+        if c is None:
+            return
+        c.plugged = False
+        c.finishing = False
+        c.soc_pct = None
+        if c.session is not None and not c.session.stopping:
+            if self.key_bool("StopTransactionOnEVSideDisconnect"):
+                self._stop(c, "EVDisconnected")
+            else:
+                self.emit(cmd.DisablePower(c.connector_id))
+        elif c.pending is not None and c.pending.source != "remote":
+            c.pending = None
+
+    def _on_Touched(self, e: ev.Touched) -> None:
+        if e.connector_id in self.connectors:
+            self.selected = e.connector_id
+
+    def _on_TagPresented(self, e: ev.TagPresented) -> None:
+        id_tag = e.id_tag
+        if self.key_bool("FreeCharging") or not self.key_bool("RFIDEnabled"):
+            log.info("badge %s ignored: RFID is not an enabled auth mode", id_tag)
+            return
+        for c in self.connectors.values():
+            s = c.session
+            if s is not None and not s.stopping and s.id_tag == id_tag:
+                self._stop(c, "Local", id_tag)
+                return
+        target = self._local_target()
+        if target is None:
+            log.info("badge %s ignored: no connector plugged (welcome page stays)", id_tag)
+            return
+        if target.pending is not None:
+            log.info("badge %s ignored: connector %s is already authorizing", id_tag, target.connector_id)
+            return
+        self._begin_authorization(target, id_tag, "local")
+
+    def _local_target(self) -> Connector | None:
+        """R-AUTH 4: one plugged -> it; both -> the one on screen; none -> None."""
+        idle = [c for c in self.connectors.values() if c.idle_plugged()]
+        if not idle:
+            return None
+        if len(idle) == 1:
+            return idle[0]
+        shown = self.connectors[self.selected]
+        return shown if shown in idle else idle[0]
+
+    def _on_FaultRaised(self, e: ev.FaultRaised) -> None:
+        dtc = lookup(e.dtc) or Dtc(e.dtc.upper(), "OtherError", "Unknown vendor error", "error")
+        faults = self.station_faults if e.connector_id == 0 else self._faults_of(e.connector_id)
+        if faults is None or dtc.code in faults:
+            return
+        faults[dtc.code] = dtc.severity
+        self.last_error = {
+            "dtc": dtc.code, "error_code": dtc.error_code, "info": dtc.description,
+            "connector_id": e.connector_id, "severity": dtc.severity, "at": self.stamp(),
+        }
+        log.warning("fault %s (%s) on connector %s: %s", dtc.code, dtc.severity, e.connector_id, dtc.description)
+        if dtc.severity == "error":
+            reason = "EmergencyStop" if dtc.code in EMERGENCY_DTCS else "Other"
+            targets = self.connectors.values() if e.connector_id == 0 else [self.connectors[e.connector_id]]
+            for c in targets:
+                if c.session is not None:
+                    self._stop(c, reason)
+                c.pending = None
+        if dtc.code in TAMPER_DTCS and self.key_bool("SecurityEventsEnabled"):
+            self.send(
+                "SecurityEventNotification",
+                {"type": "TamperDetectionActivated", "timestamp": self.stamp(), "techInfo": dtc.code},
+            )
+
+    def _on_FaultCleared(self, e: ev.FaultCleared) -> None:
+        faults = self.station_faults if e.connector_id == 0 else self._faults_of(e.connector_id)
+        if faults is not None and faults.pop(_norm_dtc(e.dtc), None) is not None:
+            log.info("fault %s cleared on connector %s", e.dtc, e.connector_id)
+
+    def _faults_of(self, cid: int) -> dict[str, str] | None:
+        c = self.connectors.get(cid)
+        return None if c is None else c.faults
+
+    def _on_PowerFailing(self, _: ev.PowerFailing) -> None:
+        self.power_lost = True
+        if self.model.power_loss != "before_shutdown":
+            log.warning("power fail: this model has no hold-up; transactions close at next boot")
+            self.emit(cmd.Restart("power_lost"))
+            return
+        log.warning("power fail: stopping every transaction before the hold-up time runs out")
+        for c in self.connectors.values():
+            if c.session is not None:
+                self._stop(c, "PowerLoss")
+        self._maybe_leave()
+
+    def _on_Sampled(self, e: ev.Sampled) -> None:
+        c = self._connector(e.connector_id)
+        if c is None:
+            return
+        if e.meter is not None:
+            c.last_meter = e.meter
+            c.energy_wh = int(e.meter.energy_wh)
+            c.power_w = float(e.meter.power_w)
+            c.voltage_v = float(e.meter.voltage_v)
+            c.current_a = float(e.meter.current_a)
+            if METER_FAILURE_DTC in c.faults:
+                self._on_FaultCleared(ev.FaultCleared(METER_FAILURE_DTC, c.connector_id))
+        if e.power is not None:
+            c.offered_w = float(e.power.offered_w)
+            c.soc_pct = e.power.soc_pct
+            c.ev_mac = e.power.ev_mac
+            if e.meter is None:
+                c.power_w = float(e.power.output_power_w)
+        purpose = e.purpose
+        if purpose == "start":
+            self._sampled_for_start(c, e)
+            return
+        if purpose == "stop":
+            self._finish_stop(c)
+            return
+        if e.meter is None and c.session is not None and not c.session.stopping:
+            self._on_FaultRaised(ev.FaultRaised(METER_FAILURE_DTC, c.connector_id))
+            return
+        if purpose in ("periodic", "clock") and c.session is not None:
+            self._queue_meter_values(c, purpose, e)
+        elif purpose == "trigger":
+            self._send_triggered_meter_values(c, e)
+        if c.session is not None and e.meter is not None:
+            self.store.update_meter(c.session.local_id, c.energy_wh, self.stamp())
+
+    # ------------------------------------------------------------ authorization
+    def _default_id_tag(self) -> str:
+        return self.keys.get("DefaultIdTag") or "SIMTAG"
+
+    def _begin_authorization(self, c: Connector, id_tag: str, source: str) -> None:
+        c.pending = PendingStart(id_tag, source, authorize_first=True)
+        if self.online():
+            self.emit(cmd.SendCall("Authorize", {"idTag": id_tag}, ("authorize", c.connector_id, id_tag)))
+        else:
+            self._authorize_offline(c.connector_id, id_tag)
+
+    def _authorize_offline(self, cid: int, id_tag: str) -> None:
+        c = self.connectors[cid] if cid else None
+        pending = c.pending if c is not None else self.remote_any
+        if pending is None or pending.id_tag != id_tag:
+            return
+        allowed = pending.source == "free" or self.key_bool("AllowOfflineTxForUnknownId")
+        log.info("offline authorization of %s: %s", id_tag, "allowed" if allowed else "refused")
+        self._authorize_result(c, pending, allowed)
+
+    def _authorize_answered(self, cid: int, id_tag: str, accepted: bool, status: Any) -> None:
+        c = self.connectors[cid] if cid else None
+        pending = c.pending if c is not None else self.remote_any
+        if pending is None or pending.id_tag != id_tag:
+            return
+        log.info("Authorize %s: %s", id_tag, status)
+        self._authorize_result(c, pending, accepted)
+
+    def _authorize_result(self, c: Connector | None, pending: PendingStart, accepted: bool) -> None:
+        if not accepted:
+            if c is not None:
+                c.pending = None
+                self._timers.pop(f"remote:{c.connector_id}", None)
+            else:
+                self.remote_any = None
+                self._timers.pop("remote:any", None)
+            return
+        pending.authorized = True
+        if c is not None and c.idle_plugged():
+            self._start(c)
+
+    # ------------------------------------------------------------ remote start/stop
+    def _remote_start(self, payload: dict[str, Any]) -> str:
+        id_tag = payload["idTag"]
+        cid = payload.get("connectorId")
+        no_ev_ok = self.key_bool("EnableRemoteStartNoConnectedEV")
+        authorize_first = self.key_bool("AuthorizeRemoteTxRequests")
+        if cid is not None:
+            c = self.connectors.get(cid)
+            if c is None or not c.operative or not self.station_operative or c.has_error():
+                return "Rejected"
+            if c.session is not None or c.pending is not None or c.finishing:
+                return "Rejected"
+            if not c.plugged and not no_ev_ok:
+                return "Rejected"
+            target: Connector | None = c
+        else:
+            free = [c for c in self.connectors.values() if c.idle_plugged() and c.pending is None]
+            if free:
+                target = free[0]  # one plugged -> it; both -> connector 1 (lowest id)
+            elif not no_ev_ok or self.remote_any is not None or not self._any_can_start():
+                return "Rejected"
+            else:
+                target = None
+        pending = PendingStart(id_tag, "remote", authorize_first=authorize_first)
+        if target is not None:
+            target.pending = pending
+            if not target.plugged:
+                pending.deadline_mono = self.now() + self.key_int("ConnectionTimeOut")
+                self._timers[f"remote:{target.connector_id}"] = pending.deadline_mono
+        else:
+            self.remote_any = pending
+            pending.deadline_mono = self.now() + self.key_int("ConnectionTimeOut")
+            self._timers["remote:any"] = pending.deadline_mono
+        where = target.connector_id if target is not None else 0
+        if authorize_first:
+            self.send("Authorize", {"idTag": id_tag}, ("authorize", where, id_tag))
+            if not self.online():
+                self._authorize_offline(where, id_tag)
+        else:
+            self._authorize_result(target, pending, True)
+        return "Accepted"
+
+    def _any_can_start(self) -> bool:
+        return self.station_operative and any(
+            c.operative and not c.has_error() and c.session is None and c.pending is None
+            for c in self.connectors.values()
+        )
+
+    def _remote_expired(self, which: str) -> None:
+        if which == "any":
+            if self.remote_any is not None:
+                log.info("remote start for %s dropped: no EV plugged in time", self.remote_any.id_tag)
+            self.remote_any = None
+            return
+        c = self.connectors[int(which)]
+        if c.pending is not None and c.session is None and not c.plugged:
+            log.info("remote start on connector %s dropped: no EV plugged in time", c.connector_id)
+            c.pending = None
+
+    # ------------------------------------------------------------ transactions
+    def _start(self, c: Connector) -> None:
+        if c.pending is None or c.session is not None:
+            return
+        c.pending.source = c.pending.source  # keep; marks nothing
+        self._starting = c.connector_id
+        self.emit(cmd.Sample(c.connector_id, "start"))
+
+    def _sampled_for_start(self, c: Connector, e: ev.Sampled) -> None:
+        pending = c.pending
+        if pending is None or c.session is not None or not c.idle_plugged():
+            return
+        if e.meter is None:
+            log.error("cannot start on connector %s: meter unreadable (%s)", c.connector_id, e.error)
+            c.pending = None
+            self._on_FaultRaised(ev.FaultRaised(METER_FAILURE_DTC, c.connector_id))
+            return
+        meter_start = int(e.meter.energy_wh)
+        stamp = self.stamp()
+        with self.store.atomic():
+            rec = self.store.begin_transaction(c.connector_id, pending.id_tag, meter_start, stamp)
+            self.store.enqueue(
+                "StartTransaction",
+                {"connectorId": c.connector_id, "idTag": pending.id_tag, "meterStart": meter_start, "timestamp": stamp},
+                rec.local_id,
+            )
+        c.session = Session(rec.local_id, pending.id_tag, meter_start, self.now())
+        c.pending = None
+        c.cost = None
+        self._timers.pop(f"remote:{c.connector_id}", None)
+        log.info("transaction %s started on connector %s for %s at %d Wh", rec.local_id, c.connector_id, pending.id_tag, meter_start)
+        self._stop_txn_sample(c, "Transaction.Begin", e)
+        self.emit(cmd.EnablePower(c.connector_id))
+        self.emit(cmd.WakeOutbox())
+        self._schedule_samples(c)
+
+    def _stop(self, c: Connector, reason: str, id_tag: str | None = None) -> None:
+        s = c.session
+        if s is None or s.stopping:
+            return
+        s.stopping, s.stop_reason, s.stop_id_tag = True, reason, id_tag
+        self._cancel_connector_timers(c.connector_id)
+        log.info("stopping transaction %s on connector %s (%s)", s.local_id, c.connector_id, reason)
+        self.emit(cmd.DisablePower(c.connector_id))
+        self.emit(cmd.Sample(c.connector_id, "stop"))
+
+    def _finish_stop(self, c: Connector) -> None:
+        s = c.session
+        if s is None or not s.stopping:
+            return
+        meter = c.last_meter
+        meter_stop = max(int(meter.energy_wh) if meter is not None else (c.energy_wh or 0), s.meter_start_wh)
+        stamp = self.stamp()
+        payload: dict[str, Any] = {"meterStop": meter_stop, "timestamp": stamp, "reason": s.stop_reason}
+        if s.stop_id_tag:
+            payload["idTag"] = s.stop_id_tag
+        if meter is not None:
+            self._stop_txn_sample(c, "Transaction.End", ev.Sampled(c.connector_id, "stop", meter, None))
+        if s.stop_txn_data:
+            payload["transactionData"] = s.stop_txn_data
+        with self.store.atomic():
+            self.store.end_transaction(s.local_id, meter_stop, stamp, s.stop_reason, s.stop_id_tag)
+            self.store.enqueue("StopTransaction", payload, s.local_id)
+        log.info("transaction %s stopped on connector %s at %d Wh (%s)", s.local_id, c.connector_id, meter_stop, s.stop_reason)
+        c.session = None
+        c.finishing = c.plugged
+        c.power_w = 0.0
+        if c.scheduled_operative is not None:
+            c.operative, c.scheduled_operative = c.scheduled_operative, None
+        self.emit(cmd.WakeOutbox())
+        self._maybe_leave()
+
+    def _maybe_leave(self) -> None:
+        """After a reset request or a power fail, leave once every stop is on disk."""
+        if any(c.session is not None for c in self.connectors.values()):
+            return
+        if self.resetting is not None:
+            self.emit(cmd.Restart(self.resetting))
+            self.resetting = None
+        elif self.power_lost and self.model.power_loss == "before_shutdown":
+            self.emit(cmd.Restart("power_lost"))
+            self.power_lost = False
+
+    def _stop_txn_sample(self, c: Connector, context: str, e: ev.Sampled) -> None:
+        s = c.session
+        if s is None:
+            return
+        aligned = context == "Sample.Clock"
+        measurands = self.keys.get_csl("StopTxnAlignedData" if aligned else "StopTxnSampledData")
+        if not measurands:
+            return
+        values = sampled_values(measurands, context, e.meter, e.power, False)
+        if values:
+            s.stop_txn_data.append({"timestamp": self.stamp(), "sampledValue": values})
+
+    def _queue_meter_values(self, c: Connector, purpose: str, e: ev.Sampled) -> None:
+        s = c.session
+        assert s is not None
+        context = "Sample.Clock" if purpose == "clock" else "Sample.Periodic"
+        key = "MeterValuesAlignedData" if purpose == "clock" else "MeterValuesSampledData"
+        values = sampled_values(
+            self.keys.get_csl(key), context, e.meter, e.power, self.key_bool("EnableMeterValuesContainVoltage")
+        )
+        self._stop_txn_sample(c, context, e)
+        if not values or s.stopping:
+            return
+        self.store.enqueue(
+            "MeterValues",
+            {"connectorId": c.connector_id, "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}]},
+            s.local_id,
+        )
+        self.emit(cmd.WakeOutbox())
+
+    def _send_triggered_meter_values(self, c: Connector, e: ev.Sampled) -> None:
+        values = sampled_values(
+            self.keys.get_csl("MeterValuesSampledData"), "Trigger", e.meter, e.power,
+            self.key_bool("EnableMeterValuesContainVoltage"),
+        )
+        payload: dict[str, Any] = {
+            "connectorId": c.connector_id,
+            "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}],
+        }
+        if c.session is not None and c.session.transaction_id is not None:
+            payload["transactionId"] = c.session.transaction_id
+        if values:
+            self.send("MeterValues", payload)
+
+    def _on_TxMessageDelivered(self, e: ev.TxMessageDelivered) -> None:
+        with self.store.atomic():
+            self.store.remove(e.seq)
+            if e.action == "StartTransaction" and e.tx_local_id is not None:
+                tx_id = e.reply.get("transactionId")
+                if isinstance(tx_id, int):
+                    self.store.set_transaction_id(e.tx_local_id, tx_id)
+                    self._start_answered(e.tx_local_id, tx_id, e.reply.get("idTagInfo") or {})
+            elif e.action == "StopTransaction" and e.tx_local_id is not None:
+                self.store.forget_transaction(e.tx_local_id)
+
+    def _start_answered(self, local_id: int, tx_id: int, id_tag_info: dict[str, Any]) -> None:
+        for c in self.connectors.values():
+            s = c.session
+            if s is None or s.local_id != local_id:
+                continue
+            s.transaction_id = tx_id
+            status = id_tag_info.get("status")
+            if status != "Accepted" and not s.stopping:
+                if self.key_bool("StopTransactionOnInvalidId"):
+                    log.warning("transaction %s: idTag %s is %s; stopping", tx_id, s.id_tag, status)
+                    self._stop(c, "DeAuthorized")
+                else:
+                    log.warning("transaction %s: idTag %s is %s; continuing", tx_id, s.id_tag, status)
+
+    def _on_TxMessageFailed(self, e: ev.TxMessageFailed) -> None:
+        self.store.record_attempt(e.seq)
+        row = next((r for r in self.store.pending() if r.seq == e.seq), None)
+        attempts = row.attempts if row is not None else 1
+        decision = after_error(
+            attempts, self.key_int("TransactionMessageAttempts"), self.key_int("TransactionMessageRetryInterval")
+        )
+        if isinstance(decision, Drop):
+            log.error("dropping queued %s #%s: %s", e.action, e.seq, decision.reason)
+            self.store.remove(e.seq)
+            self.emit(cmd.WakeOutbox())
+        else:
+            self.emit(cmd.WakeOutbox(decision.delay_s))
+
+    # ------------------------------------------------------------ status
+    def _refresh_status(self) -> None:
+        now = self.now()
+        minimum = self.key_int("MinimumStatusDuration")
+        station_error = any(sev == "error" for sev in self.station_faults.values())
+        station_status = FAULTED if station_error else ("Available" if self.station_operative else "Unavailable")
+        for cid, reporter in self.reporters.items():
+            if cid == 0:
+                status, faults = station_status, self.station_faults
+            else:
+                c = self.connectors[cid]
+                status = derive_status(c, station_error, self.station_operative, now)
+                faults = c.faults or self.station_faults
+            reporter.observe(status, now)
+            reporter.error_code, reporter.vendor_error_code, reporter.info = _error_fields(faults)
+            self._timers.pop(f"status:{cid}", None)
+            if not self.online():
+                continue
+            if reporter.due(now, minimum):
+                self._send_status(cid, reporter)
+            else:
+                deadline = reporter.deadline(minimum)
+                if deadline is not None:
+                    self._timers[f"status:{cid}"] = deadline
+
+    def _send_status(self, cid: int, reporter: StatusReporter) -> None:
+        payload: dict[str, Any] = {
+            "connectorId": cid,
+            "errorCode": reporter.error_code,
+            "status": reporter.candidate,
+            "timestamp": self.stamp(),
+        }
+        if reporter.vendor_error_code:
+            payload["vendorErrorCode"] = reporter.vendor_error_code
+        if reporter.info:
+            payload["info"] = reporter.info
+        self.send("StatusNotification", payload)
+        reporter.mark_reported()
+
+    # ------------------------------------------------------------ CSMS requests
+    def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Answer a CSMS request (already schema-valid). Commands wait in take_commands()."""
+        handler = getattr(self, "_req_" + action, None)
+        if handler is None:
+            raise NotImplementedError(action)
+        reply = handler(payload)
+        self._fire_due_timers()
+        self._refresh_status()
+        return reply
+
+    def handles(self, action: str) -> bool:
+        return hasattr(self, "_req_" + action)
+
+    def _req_GetConfiguration(self, p: dict[str, Any]) -> dict[str, Any]:
+        items, unknown = self.keys.configuration(p.get("key") or None)
+        items, unknown = limit_keys(items, unknown, self.key_int("GetConfigurationMaxKeys"))
+        reply: dict[str, Any] = {
+            "configurationKey": [{"key": k, "readonly": ro, "value": v} for k, ro, v in items]
+        }
+        if unknown:
+            reply["unknownKey"] = unknown
+        return reply
+
+    def _req_ChangeConfiguration(self, p: dict[str, Any]) -> dict[str, Any]:
+        result = self.keys.change(p["key"], p["value"])
+        self._persist_keys()
+        if result in (ChangeResult.ACCEPTED, ChangeResult.REBOOT_REQUIRED):
+            self._key_changed(p["key"].lower())
+        return {"status": _CHANGE_STATUS[result]}
+
+    def _persist_keys(self) -> None:
+        changes = self.keys.take_changes()
+        if changes:
+            self.store.set_keys(changes)
+
+    def _key_changed(self, key: str) -> None:
+        if key == "heartbeatinterval":
+            self._schedule_heartbeat()
+        elif key == "websocketpinginterval":
+            self.emit(cmd.SetPingInterval(self.key_int("WebSocketPingInterval")))
+        elif key in ("metervaluesampleinterval", "clockaligneddatainterval", "disconnectedmetervaluesampleinterval"):
+            for c in self.connectors.values():
+                if c.session is not None and not c.session.stopping:
+                    self._schedule_samples(c, "periodic" if "aligned" not in key else "clock")
+
+    def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.resetting is not None:
+            return {"status": "Rejected"}
+        return {"status": self._remote_start(p)}
+
+    def _req_RemoteStopTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
+        for c in self.connectors.values():
+            s = c.session
+            if s is not None and not s.stopping and s.transaction_id == p["transactionId"]:
+                self._stop(c, "Remote")
+                return {"status": "Accepted"}
+        return {"status": "Rejected"}
+
+    def _req_ChangeAvailability(self, p: dict[str, Any]) -> dict[str, Any]:
+        cid, operative = p["connectorId"], p["type"] == "Operative"
+        if cid != 0 and cid not in self.connectors:
+            return {"status": "Rejected"}
+        targets = list(self.connectors.values()) if cid == 0 else [self.connectors[cid]]
+        scheduled = False
+        if cid == 0:
+            self.station_operative = operative
+        for c in targets:
+            if c.session is not None:
+                c.scheduled_operative = operative
+                scheduled = True
+            else:
+                c.operative = operative
+        with self.store.atomic():
+            for target_id in [cid] if cid != 0 else [0, *self.connectors]:
+                self.store.set_availability(target_id, "Operative" if operative else "Inoperative")
+        return {"status": "Scheduled" if scheduled else "Accepted"}
+
+    def _req_ClearCache(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "Accepted"}
+
+    def _req_UnlockConnector(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"status": "NotSupported"}  # the cables are fixed (guide: not applicable)
+
+    def _req_Reset(self, p: dict[str, Any]) -> dict[str, Any]:
+        kind = "hard" if p["type"] == "Hard" else "soft"
+        self._leave(kind, "HardReset" if kind == "hard" else "SoftReset")
+        return {"status": "Accepted"}
+
+    def leave(self, kind: str, reason: str) -> list[cmd.Command]:
+        """Stop every transaction with ``reason``, then ask for Restart(kind)."""
+        self._leave(kind, reason)
+        self._refresh_status()
+        return self.take_commands()
+
+    def _leave(self, kind: str, reason: str) -> None:
+        self.resetting = kind
+        for c in self.connectors.values():
+            c.pending = None
+            if c.session is not None:
+                self._stop(c, reason)
+        self.remote_any = None
+        self._maybe_leave()
+
+    def _req_DataTransfer(self, p: dict[str, Any]) -> dict[str, Any]:
+        handlers = self.vendor_handlers.get(p["vendorId"])
+        if handlers is None:
+            return {"status": "UnknownVendorId"}
+        handler = handlers.get(p.get("messageId") or "")
+        if handler is None:
+            return {"status": "UnknownMessageId"}
+        status, data = handler(self, p.get("data"))
+        return {"status": status} if data is None else {"status": status, "data": data}
+
+    def _req_TriggerMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        what, cid = p["requestedMessage"], p.get("connectorId")
+        if cid is not None and cid != 0 and cid not in self.connectors:
+            return {"status": "Rejected"}
+        if what == "BootNotification":
+            self._send_boot_trigger()
+        elif what == "Heartbeat":
+            self.send("Heartbeat", {}, "heartbeat")
+        elif what == "StatusNotification":
+            for target in [cid] if cid is not None else list(self.reporters):
+                reporter = self.reporters[target]
+                if reporter.candidate is not None:
+                    self._send_status(target, reporter)
+        elif what == "MeterValues":
+            for target in [cid] if cid else list(self.connectors):
+                self.emit(cmd.Sample(target, "trigger"))
+        elif what == "DiagnosticsStatusNotification":
+            self.send("DiagnosticsStatusNotification", {"status": "Idle"})
+        elif what == "FirmwareStatusNotification":
+            self.send("FirmwareStatusNotification", {"status": "Idle"})
+        else:
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted"}
+
+    def _send_boot_trigger(self) -> None:
+        payload = {
+            "chargePointVendor": self.model.charge_point_vendor,
+            "chargePointModel": self.model.charge_point_model,
+            "chargePointSerialNumber": self.identity.serial_number,
+            "chargeBoxSerialNumber": self.identity.serial_number,
+            "firmwareVersion": self.identity.firmware_version,
+        }
+        self.send("BootNotification", payload, "boot_trigger")
+
+    # ------------------------------------------------------------ views
+    def _connector(self, cid: int) -> Connector | None:
+        c = self.connectors.get(cid)
+        if c is None:
+            log.warning("event for unknown connector %s ignored", cid)
+        return c
+
+    def snapshot(self) -> dict[str, Any]:
+        """The state shown by ``evsectl status --json`` (and later the screen)."""
+        station_error = any(sev == "error" for sev in self.station_faults.values())
+        connectors = []
+        for c in self.connectors.values():
+            s = c.session
+            energy = 0 if s is None or c.energy_wh is None else max(0, c.energy_wh - s.meter_start_wh)
+            connectors.append({
+                "id": c.connector_id,
+                "type": c.connector_type,
+                "status": derive_status(c, station_error, self.station_operative, self.now()),
+                "plugged": c.plugged,
+                "transaction_id": s.transaction_id if s is not None else None,
+                "id_tag": s.id_tag if s is not None else None,
+                "energy_wh": energy,
+                "meter_wh": c.energy_wh,
+                "power_w": round(c.power_w) if s is not None else 0,
+                "soc": c.soc_pct,
+                "duration_s": round(self.now() - s.started_mono) if s is not None else None,
+                "cost": c.cost,
+                "error": _fault_view(c.faults or self.station_faults),
+                "operative": c.operative,
+            })
+        return {
+            "link": self.link,
+            "model": self.model.name,
+            "serial_number": self.identity.serial_number,
+            "box_identifier": self.keys.get("BoxIdentifier"),
+            "selected_connector": self.selected,
+            "auth_options": self.keys.auth_options(),
+            "connectors": connectors,
+            "queued_messages": self.store.count(),
+            "last_error": self.last_error,
+        }
+
+
+_CHANGE_STATUS = {
+    ChangeResult.ACCEPTED: "Accepted",
+    ChangeResult.REJECTED: "Rejected",
+    ChangeResult.REBOOT_REQUIRED: "RebootRequired",
+    ChangeResult.NOT_SUPPORTED: "NotSupported",
+}
+
+
+def _norm_dtc(code: str) -> str:
+    d = lookup(code)
+    return d.code if d is not None else code.upper()
+
+
+def _error_fields(faults: dict[str, str]) -> tuple[str, str | None, str | None]:
+    """errorCode, vendorErrorCode, info for the most recent active fault (R-STATUS 2)."""
+    if not faults:
+        return "NoError", None, None
+    code = list(faults)[-1]
+    d = lookup(code)
+    if d is None:
+        return "OtherError", code, None
+    return d.error_code, d.code, d.description[:50]
+
+
+def _fault_view(faults: dict[str, str]) -> dict[str, Any] | None:
+    if not faults:
+        return None
+    error_code, dtc, info = _error_fields(faults)
+    return {"error_code": error_code, "dtc": dtc, "info": info}
+
+
+def _on_cost_updated(charger: Charger, data: Any) -> tuple[str, str | None]:
+    """com.se.cost / CostUpdated (R-DT 1): remember the running cost for the screen."""
+    try:
+        body = json.loads(data) if isinstance(data, str) else data
+        cid = int(body["connectID"])
+        cost = {
+            "currency": str(body.get("currency", "")),
+            "total_cost": float(body["totalCost"]),
+            "transaction_id": body.get("transactionId", body.get("TransactionId")),
+            "method": body.get("method"),
+        }
+    except (ValueError, TypeError, KeyError):
+        return "Rejected", None
+    c = charger.connectors.get(cid)
+    if c is None:
+        return "Rejected", None
+    c.cost = cost
+    return "Accepted", None
+
+
+__all__ = ["Charger", "Identity", "Clock", "DEFAULT_VENDOR_IDS", "timedelta"]

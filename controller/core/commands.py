@@ -1,0 +1,67 @@
+"""Outputs of the charger core, named in the imperative: what the runtime must do.
+
+The core never performs I/O. It returns these; the asyncio runtime executes them
+in order, after the answer to the CSMS request that caused them has gone out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class SendCall:
+    """Send a non-transaction CALL now; the answer comes back tagged with ``ref``."""
+
+    action: str
+    payload: dict[str, Any]
+    ref: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class WakeOutbox:
+    """A transaction message was queued on disk; deliver what is pending."""
+
+    delay_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """Read the meter and the power stage of a connector; answer with ``Sampled``."""
+
+    connector_id: int
+    purpose: str  # "start" | "stop" | "periodic" | "clock" | "live" | "trigger" | "recover"
+
+
+@dataclass(frozen=True, slots=True)
+class EnablePower:
+    connector_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DisablePower:
+    connector_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetClock:
+    """Set the wall clock from the CSMS's currentTime."""
+
+    wall: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SetPingInterval:
+    interval_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    """Leave the process: re-exec (soft), platform reboot (hard) or exit (power lost)."""
+
+    kind: str  # "soft" | "hard" | "power_lost"
+
+
+Command = SendCall | WakeOutbox | Sample | EnablePower | DisablePower | SetClock | SetPingInterval | Restart

@@ -1,0 +1,167 @@
+"""The charge point's side of one OCPP-J 1.6 WebSocket, on the ``ocpp`` library.
+
+One :class:`EvseChargePoint` per socket. Incoming CALLs are parsed and schema
+checked here with the library's own validators, then routed by the library's
+``@on`` handlers; every handler is the same thin forwarder: it hands the payload
+to the core port (synchronously: the core never awaits) and returns the
+library's ``call_result`` for the answer. Commands the core produced are
+released only after the answer went out. Error codes are corrected to the
+OCPP-J 1.6 names (see ``errors``). Outgoing CALLs go through :meth:`send_call`,
+always with ``suppress=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from typing import Any, Protocol
+
+import ocpp.messages
+from jsonschema.exceptions import ValidationError
+from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_case
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallError, CallResult, MessageType, get_validator
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint, call, call_result
+
+from .errors import (
+    FORMATION_VIOLATION,
+    INTERNAL_ERROR,
+    NOT_IMPLEMENTED,
+    NOT_SUPPORTED,
+    OCPP16_ACTIONS,
+    call_error_frame,
+    code_for_schema_error,
+)
+
+log = logging.getLogger(__name__)
+# Validate in the receive task, not in a thread: payloads are small, and a
+# thread hop per frame costs more than the check (and reorders nothing).
+ocpp.messages.ASYNC_VALIDATION = False
+
+
+class CorePort(Protocol):
+    """What the adapter needs from the runtime (injected by the composition root)."""
+
+    def handles(self, action: str) -> bool: ...
+    def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+    def release(self) -> None: ...
+
+
+class CallErrorReply(Exception):
+    """The CSMS answered one of our CALLs with a CALLERROR (or an invalid result)."""
+
+    def __init__(self, code: str, description: str = "") -> None:
+        super().__init__(f"{code}: {description}")
+        self.code, self.description = code, description
+
+
+def _schema_problem(message_type_id: int, action: str, payload: Any) -> ValidationError | None:
+    parse_float = float
+    if action in ("SetChargingProfile", "RemoteStartTransaction", "GetCompositeSchedule"):
+        import decimal
+
+        parse_float = decimal.Decimal  # type: ignore[assignment]
+        payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+    validator = get_validator(message_type_id, action, "1.6", parse_float=parse_float)
+    return next(iter(sorted(validator.iter_errors(payload), key=lambda e: e.path)), None)
+
+
+class EvseChargePoint(ChargePoint):
+    """See the module docstring."""
+
+    def __init__(self, identity: str, connection: Any, port: CorePort, response_timeout: float = 30) -> None:
+        super().__init__(identity, connection, response_timeout)
+        self._port = port
+        self._payload: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- incoming
+    async def route_message(self, raw_msg: str | bytes) -> None:
+        try:
+            msg = ocpp.messages.unpack(raw_msg)
+        except OCPPError as e:
+            await self._reject_unparsable(raw_msg, e)
+            return
+        if msg.message_type_id != MessageType.Call:
+            self._response_queue.put_nowait(msg)
+            return
+        action = msg.action
+        if not isinstance(action, str) or action not in OCPP16_ACTIONS:
+            await self._send(call_error_frame(msg.unique_id, NOT_IMPLEMENTED, f"unknown action {action!r}"))
+            return
+        if action not in self.route_map or not self._port.handles(action):
+            await self._send(call_error_frame(msg.unique_id, NOT_SUPPORTED, f"{action} is not supported"))
+            return
+        problem = _schema_problem(MessageType.Call, action, msg.payload)
+        if problem is not None:
+            code = code_for_schema_error(problem)
+            log.warning("%s %s rejected (%s): %s", action, msg.unique_id, code, problem.message)
+            await self._send(call_error_frame(msg.unique_id, code, problem.message[:200]))
+            return
+        self._payload = msg.payload
+        try:
+            await self._handle_call(msg)
+        finally:
+            self._port.release()
+
+    async def _reject_unparsable(self, raw_msg: str | bytes, error: OCPPError) -> None:
+        """Answer a malformed frame when its unique id can be read; never drop the link."""
+        try:
+            frame = json.loads(raw_msg)
+        except (ValueError, TypeError):
+            frame = None
+        if isinstance(frame, list) and len(frame) >= 2 and isinstance(frame[1], str) and frame[0] == 2:
+            await self._send(call_error_frame(frame[1], FORMATION_VIOLATION, str(error.description)))
+        else:
+            log.warning("unreadable frame ignored (%s): %.200r", error.__class__.__name__, raw_msg)
+
+    def _forward(self, action: str) -> Any:
+        """The body of every @on handler: ask the core, return the library's result type."""
+        reply = self._port.request(action, self._payload)
+        problem = _schema_problem(MessageType.CallResult, action, reply)
+        if problem is not None:  # a bug of ours: say so rather than send an invalid frame
+            log.error("invalid %s answer %r: %s", action, reply, problem.message)
+            raise _InternalError(problem.message)
+        return getattr(call_result, action)(**camel_to_snake_case(reply))
+
+    # ---------------------------------------------------------------- outgoing
+    async def send_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send one CALL; return the CALLRESULT payload (camelCase) or raise CallErrorReply."""
+        request = getattr(call, action)(**camel_to_snake_case(payload))
+        try:
+            result = await self.call(request, suppress=False)
+        except OCPPError as e:
+            code = "FormationViolation" if e.code == "FormatViolation" else e.code
+            raise CallErrorReply(code, str(e.description)) from None
+        return snake_to_camel_case(remove_nones(asdict(result)))
+
+
+class _InternalError(OCPPError):
+    code = INTERNAL_ERROR
+    default_description = "internal error"
+
+
+def _make_handler(action: str) -> Any:
+    def handler(self: EvseChargePoint, **_: Any) -> Any:
+        return self._forward(action)
+
+    handler.__name__ = "on_" + "".join("_" + ch.lower() if ch.isupper() else ch for ch in action).lstrip("_")
+    return on(action, skip_schema_validation=True)(handler)
+
+
+# Every CSMS -> charge point action of OCPP 1.6 + the security extension gets the
+# same forwarder; the core says which it handles (the rest answer NotSupported).
+CSMS_ACTIONS = (
+    "CancelReservation", "CertificateSigned", "ChangeAvailability", "ChangeConfiguration", "ClearCache",
+    "ClearChargingProfile", "DataTransfer", "DeleteCertificate", "ExtendedTriggerMessage",
+    "GetCompositeSchedule", "GetConfiguration", "GetDiagnostics", "GetInstalledCertificateIds",
+    "GetLocalListVersion", "GetLog", "InstallCertificate", "RemoteStartTransaction",
+    "RemoteStopTransaction", "ReserveNow", "Reset", "SendLocalList", "SetChargingProfile",
+    "SignedUpdateFirmware", "TriggerMessage", "UnlockConnector", "UpdateFirmware",
+)
+for _action in CSMS_ACTIONS:
+    _h = _make_handler(_action)
+    setattr(EvseChargePoint, _h.__name__, _h)
+
+__all__ = ["EvseChargePoint", "CorePort", "CallErrorReply", "CallError", "CallResult", "Call"]
