@@ -94,7 +94,10 @@ class Daemon:
             await self.control.start()
         except OSError as e:
             raise StartupError(f"cannot open the control socket {s.control_socket}: {e}") from None
-        self.link = CsmsLink(self.runtime, self.runtime, keys, response_timeout_s=s.response_timeout_s)
+        self.link = CsmsLink(
+            self.runtime, self.runtime, keys,
+            response_timeout_s=s.response_timeout_s, reconnect_max_s=s.reconnect_max_s,
+        )
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> str:
         """Run until a reset, a power fail or a signal; return how we leave."""

@@ -58,6 +58,7 @@ class Settings:
     control_socket: Path
     log_level: str = "INFO"
     response_timeout_s: float = 30.0
+    reconnect_max_s: float = 60.0
     sim_clock: bool = False
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -90,7 +91,7 @@ def _line_of(text: str, table: str, key: str | None) -> int | None:
 
 _KNOWN = {
     "station": {"model", "serial_number", "state_dir", "firmware_version"},
-    "ocpp": {"supervision_url", "box_identifier", "keys", "vendor_ids", "response_timeout_s"},
+    "ocpp": {"supervision_url", "box_identifier", "keys", "vendor_ids", "response_timeout_s", "reconnect_max_s"},
     "drivers": {*DRIVER_KINDS, "options"},
     "rig": {"control_socket", "sim_clock"},
     "log": {"level"},
@@ -151,6 +152,11 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
     if not box or "/" in box or len(box) > 50:
         raise fail("ocpp", "box_identifier", "must be 1..50 characters without '/'")
     timeout = get("ocpp", "response_timeout_s", (int, float), 30.0)  # type: ignore[arg-type]
+    if not 1 <= timeout <= 300:
+        raise fail("ocpp", "response_timeout_s", "must be 1..300 seconds")
+    reconnect_max = get("ocpp", "reconnect_max_s", (int, float), 60.0)  # type: ignore[arg-type]
+    if not 1 <= reconnect_max <= 3600:
+        raise fail("ocpp", "reconnect_max_s", "must be 1..3600 seconds")
     keys = dict(get("ocpp", "keys", dict, {}))
     vendor_ids = get("ocpp", "vendor_ids", dict, {})
     for k, v in vendor_ids.items():
@@ -170,7 +176,7 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
         path=path, model=model, serial_number=serial, state_dir=state_dir, supervision_url=url,
         box_identifier=box, keys=keys, vendor_ids=dict(vendor_ids), drivers=drivers,
         driver_options={k: dict(v) for k, v in options.items()}, control_socket=socket_path,
-        log_level=level, response_timeout_s=float(timeout), sim_clock=sim_clock, raw=data,
+        log_level=level, response_timeout_s=float(timeout), reconnect_max_s=float(reconnect_max), sim_clock=sim_clock, raw=data,
     )
     _check_keys(settings, text, fail)
     return settings

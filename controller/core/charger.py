@@ -476,19 +476,30 @@ class Charger:
         else:
             self._authorize_offline(c.connector_id, id_tag)
 
+    def _find_pending(self, cid: int, id_tag: str) -> tuple[Connector | None, PendingStart | None]:
+        """The authorization waiting for ``id_tag``; a remote start for "any connector"
+        (cid 0) may have moved to the connector plugged in meanwhile."""
+        if cid:
+            c = self.connectors[cid]
+            return c, c.pending if c.pending is not None and c.pending.id_tag == id_tag else None
+        if self.remote_any is not None and self.remote_any.id_tag == id_tag:
+            return None, self.remote_any
+        for c in self.connectors.values():
+            if c.pending is not None and c.pending.source == "remote" and c.pending.id_tag == id_tag:
+                return c, c.pending
+        return None, None
+
     def _authorize_offline(self, cid: int, id_tag: str) -> None:
-        c = self.connectors[cid] if cid else None
-        pending = c.pending if c is not None else self.remote_any
-        if pending is None or pending.id_tag != id_tag:
+        c, pending = self._find_pending(cid, id_tag)
+        if pending is None:
             return
         allowed = pending.source == "free" or self.key_bool("AllowOfflineTxForUnknownId")
         log.info("offline authorization of %s: %s", id_tag, "allowed" if allowed else "refused")
         self._authorize_result(c, pending, allowed)
 
     def _authorize_answered(self, cid: int, id_tag: str, accepted: bool, status: Any) -> None:
-        c = self.connectors[cid] if cid else None
-        pending = c.pending if c is not None else self.remote_any
-        if pending is None or pending.id_tag != id_tag:
+        c, pending = self._find_pending(cid, id_tag)
+        if pending is None:
             return
         log.info("Authorize %s: %s", id_tag, status)
         self._authorize_result(c, pending, accepted)

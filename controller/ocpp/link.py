@@ -39,6 +39,7 @@ class CsmsLink:
         keys: Any,
         *,
         response_timeout_s: float = 30.0,
+        reconnect_max_s: float = 60.0,
         rand: Callable[[], float] = random.random,
         on_state: Callable[[str], None] | None = None,
     ) -> None:
@@ -46,6 +47,7 @@ class CsmsLink:
         self.port = port
         self.keys = keys
         self.response_timeout_s = response_timeout_s
+        self.reconnect_max_s = reconnect_max_s
         self.rand = rand
         self.cp: EvseChargePoint | None = None
         self.ws: ClientConnection | None = None
@@ -83,7 +85,7 @@ class CsmsLink:
                 log.warning("CSMS link to %s: %s", url, e or e.__class__.__name__)
             except Exception:  # noqa: BLE001 - never let the link die
                 log.exception("CSMS link to %s failed", url)
-            delay = reconnect_delay(self.failures, self.rand())
+            delay = reconnect_delay(self.failures, self.rand(), cap_s=self.reconnect_max_s)
             self.failures += 1
             log.info("reconnecting in %.1f s", delay)
             await asyncio.sleep(delay)
