@@ -46,6 +46,7 @@ METER_FAILURE_DTC = "0x10020F"
 class Clock(Protocol):
     def monotonic(self) -> float: ...
     def wall(self) -> datetime: ...
+    def set_wall(self, now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,8 @@ class Charger:
         if not isinstance(current_time, str):
             return
         try:
-            self.emit(cmd.SetClock(parse_rfc3339(current_time)))
+            # set at once: what this same step sends must already carry CSMS time
+            self.clock.set_wall(parse_rfc3339(current_time))
         except ValueError:
             log.warning("CSMS sent an unreadable currentTime %r", current_time)
 

@@ -119,11 +119,13 @@ class Runtime:
             deadline = self.core.next_deadline()
             outbox_due = self.outbox.not_before if self.outbox.waiting_retry else None
             due = min((d for d in (deadline, outbox_due) if d is not None), default=None)
-            timeout = None if due is None else max(0.0, due - self.clock.monotonic())
+            loop = asyncio.get_running_loop()
+            alarm = None if due is None else loop.call_later(max(0.0, due - self.clock.monotonic()), self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                if alarm is not None:
+                    alarm.cancel()
             self._wake.clear()
             if self.outbox.waiting_retry and self.clock.monotonic() >= self.outbox.not_before:
                 self.outbox.kick()

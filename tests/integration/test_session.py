@@ -122,9 +122,9 @@ async def test_r_auth_5_remote_start_without_connector_one_plugged_uses_it(daemo
 @pytest.mark.parametrize("with_connector", [True, False])
 async def test_r_auth_5_remote_start_waits_connection_timeout_for_the_plug(daemon, csms, with_connector):
     payload = {"idTag": "R", **({"connectorId": 2} if with_connector else {})}
+    mark = csms.mark()
     assert (await csms.call(BOX, "RemoteStartTransaction", payload)) == {"status": "Accepted"}
-    await daemon.until(lambda s: s["connectors"][1 if with_connector else 0]["status"] == "Preparing"
-                       if with_connector else True, what="Preparing")
+    await csms.wait_for("Authorize", since=mark)  # AuthorizeRemoteTxRequests = true
     daemon.advance(110)  # within ConnectionTimeOut (120 s): still waiting
     mark = csms.mark()
     daemon.plug(2)
