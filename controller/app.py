@@ -140,6 +140,8 @@ class Daemon:
                 await self.link.ws.close()
             await rt.close()
             for kind_name, driver in rt.drivers.items():
+                if kind == "hard" and kind_name == "platform":
+                    continue  # it performs the reboot after everything else is closed
                 try:
                     await driver.close()
                 except hw.DriverError as e:
@@ -166,7 +168,11 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
     if kind == "soft":
         reexec()
     elif kind == "hard" and platform is not None:
-        await platform.reboot()
+        try:
+            await platform.reboot()
+        except hw.DriverError as e:
+            log.error("hard reset: the platform could not reboot: %s", e)
+            return 1
     return 0
 
 
