@@ -18,8 +18,9 @@ async def test_r_boot_1_2_connects_with_subprotocol_and_boots(daemon, csms):
         "chargeBoxSerialNumber": "SN-TEST-1",
         "firmwareVersion": "0.1.0",
     }
-    statuses = {r.payload["connectorId"]: r.payload["status"] for r in csms.calls("StatusNotification")}
-    assert statuses == {0: "Available", 1: "Available", 2: "Available"}
+    for cid in (0, 1, 2):
+        status = await csms.wait_for("StatusNotification", predicate=lambda r, c=cid: r.payload["connectorId"] == c)
+        assert status.payload["status"] == "Available" and status.seq > boot.seq
 
 
 async def _boot_with(csms, make_daemon, status):
