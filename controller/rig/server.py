@@ -104,6 +104,7 @@ class ControlServer:
             if advance is None:
                 raise RigError("the daemon runs on the system clock; set [rig] sim_clock = true")
             advance(float(msg["seconds"]))
+            self.rt.dispatch(ev.Tick())  # due timers fire before this command is answered
         else:
             raise RigError(f"unknown command {command!r}; known: {', '.join(protocol.COMMANDS)}")
         return {}
