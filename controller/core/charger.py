@@ -26,7 +26,7 @@ from . import commands as cmd
 from . import events as ev
 from .backoff import boot_retry_delay, reconnect_delay
 from .connector import FAULTED, Connector, PendingStart, Session, StatusReporter, derive_status
-from .dtc import Dtc, lookup
+from .dtc import Dtc, lookup, normalise_code
 from .keys import ChangeResult, KeyStore, limit_keys
 from .meter_values import sampled_values
 from .models import ModelProfile
@@ -96,6 +96,7 @@ class Charger:
         self.last_error: dict[str, Any] | None = None
         self.resetting: str | None = None
         self.power_lost = False
+        self.leaving = False  # a reset, shutdown or power fail has begun: nothing new starts
         self.boot_failures = 0
         self._timers: dict[str, float] = {}
         self._out: list[cmd.Command] = []
@@ -134,8 +135,9 @@ class Charger:
         """Plug a DataTransfer handler in (R-DT): ``handler(charger, data) -> (status, data)``."""
         self.vendor_handlers.setdefault(vendor_id, {})[message_id] = handler
 
-    def send(self, action: str, payload: dict[str, Any], ref: Any = None) -> None:
-        if self.online():
+    def send(self, action: str, payload: dict[str, Any], ref: Any = None, triggered: bool = False) -> None:
+        """Send a CALL if registered; while Pending, only what a TriggerMessage asked for (OCPP 1.6 §4.2)."""
+        if self.online() or (triggered and self.link == "pending"):
             self.emit(cmd.SendCall(action, payload, ref))
 
     # ------------------------------------------------------------ events
@@ -246,6 +248,7 @@ class Charger:
                 self.keys.change("HeartbeatInterval", str(interval))
                 self._persist_keys()
             self._schedule_heartbeat()
+            self._resume_online_sampling()
             for reporter in self.reporters.values():
                 reporter.reported = None  # report every connector afresh
             self.emit(cmd.WakeOutbox())
@@ -255,6 +258,18 @@ class Charger:
             delay = boot_retry_delay(interval if isinstance(interval, int) else None)
             log.info("BootNotification %s; retry in %.0f s", status, delay)
             self._timers["boot"] = self.now() + delay
+
+    def _resume_online_sampling(self) -> None:
+        """Back online: a periodic sample armed at disconnectedMeterValueSampleInterval
+        comes no later than MeterValueSampleInterval from now (R-TX 4)."""
+        interval = self.key_int("MeterValueSampleInterval")
+        if interval <= 0:
+            return
+        latest = self.now() + interval
+        for cid in self.connectors:
+            due = self._timers.get(f"periodic:{cid}")
+            if due is not None and due > latest:
+                self._timers[f"periodic:{cid}"] = latest
 
     def _schedule_heartbeat(self) -> None:
         interval = self.key_int("HeartbeatInterval")
@@ -353,6 +368,10 @@ class Charger:
                 self.emit(cmd.DisablePower(c.connector_id))
         elif c.pending is not None and c.pending.source != "remote":
             c.pending = None
+        elif c.pending is not None and c.pending.deadline_mono is None:
+            # the EV left before the remote start began: ConnectionTimeOut for a plug again (R-AUTH 5)
+            c.pending.deadline_mono = self.now() + self.key_int("ConnectionTimeOut")
+            self._timers[f"remote:{c.connector_id}"] = c.pending.deadline_mono
 
     def _on_Touched(self, e: ev.Touched) -> None:
         if e.connector_id in self.connectors:
@@ -388,7 +407,7 @@ class Charger:
         return shown if shown in idle else idle[0]
 
     def _on_FaultRaised(self, e: ev.FaultRaised) -> None:
-        dtc = lookup(e.dtc) or Dtc(e.dtc.upper(), "OtherError", "Unknown vendor error", "error")
+        dtc = lookup(e.dtc) or Dtc(_norm_dtc(e.dtc), "OtherError", "Unknown vendor error", "error")
         faults = self.station_faults if e.connector_id == 0 else self._faults_of(e.connector_id)
         if faults is None or dtc.code in faults:
             return
@@ -422,6 +441,7 @@ class Charger:
 
     def _on_PowerFailing(self, _: ev.PowerFailing) -> None:
         self.power_lost = True
+        self.leaving = True
         if self.model.power_loss != "before_shutdown":
             log.warning("power fail: this model has no hold-up; transactions close at next boot")
             self.emit(cmd.Restart("power_lost"))
@@ -588,6 +608,9 @@ class Charger:
 
     def _sampled_for_start(self, c: Connector, e: ev.Sampled) -> None:
         pending = c.pending
+        if self.leaving:
+            c.pending = None  # a badge or plug while we stop everything to restart
+            return
         if pending is None or c.session is not None or not c.idle_plugged():
             return
         if e.meter is None:
@@ -703,7 +726,7 @@ class Charger:
         if c.session is not None and c.session.transaction_id is not None:
             payload["transactionId"] = c.session.transaction_id
         if values:
-            self.send("MeterValues", payload)
+            self.send("MeterValues", payload, triggered=True)
 
     def _on_TxMessageDelivered(self, e: ev.TxMessageDelivered) -> None:
         with self.store.atomic():
@@ -769,7 +792,7 @@ class Charger:
                 if deadline is not None:
                     self._timers[f"status:{cid}"] = deadline
 
-    def _send_status(self, cid: int, reporter: StatusReporter) -> None:
+    def _send_status(self, cid: int, reporter: StatusReporter, triggered: bool = False) -> None:
         payload: dict[str, Any] = {
             "connectorId": cid,
             "errorCode": reporter.error_code,
@@ -780,7 +803,7 @@ class Charger:
             payload["vendorErrorCode"] = reporter.vendor_error_code
         if reporter.info:
             payload["info"] = reporter.info
-        self.send("StatusNotification", payload)
+        self.send("StatusNotification", payload, triggered=triggered)
         reporter.mark_reported()
 
     # ------------------------------------------------------------ CSMS requests
@@ -830,7 +853,7 @@ class Charger:
                     self._schedule_samples(c, "periodic" if "aligned" not in key else "clock")
 
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
-        if self.resetting is not None:
+        if self.leaving:
             return {"status": "Rejected"}
         return {"status": self._remote_start(p)}
 
@@ -850,12 +873,18 @@ class Charger:
         scheduled = False
         if cid == 0:
             self.station_operative = operative
+            if not operative:
+                self.remote_any = None  # out of service: starts waiting for a plug are cancelled
+                self._timers.pop("remote:any", None)
         for c in targets:
             if c.session is not None:
                 c.scheduled_operative = operative
                 scheduled = True
             else:
                 c.operative = operative
+                if not operative:
+                    c.pending = None
+                    self._timers.pop(f"remote:{c.connector_id}", None)
         with self.store.atomic():
             for target_id in [cid] if cid != 0 else [0, *self.connectors]:
                 self.store.set_availability(target_id, "Operative" if operative else "Inoperative")
@@ -880,6 +909,7 @@ class Charger:
 
     def _leave(self, kind: str, reason: str) -> None:
         self.resetting = kind
+        self.leaving = True
         for c in self.connectors.values():
             c.pending = None
             if c.session is not None:
@@ -902,21 +932,24 @@ class Charger:
         if cid is not None and cid != 0 and cid not in self.connectors:
             return {"status": "Rejected"}
         if what == "BootNotification":
-            self._send_boot_trigger()
+            if self.online():
+                self._send_boot_trigger()
+            else:  # Pending/Rejected: the answer to this one decides our registration (R-BOOT 2)
+                self._send_boot()
         elif what == "Heartbeat":
-            self.send("Heartbeat", {}, "heartbeat")
+            self.send("Heartbeat", {}, "heartbeat", triggered=True)
         elif what == "StatusNotification":
             for target in [cid] if cid is not None else list(self.reporters):
                 reporter = self.reporters[target]
                 if reporter.candidate is not None:
-                    self._send_status(target, reporter)
+                    self._send_status(target, reporter, triggered=True)
         elif what == "MeterValues":
             for target in [cid] if cid else list(self.connectors):
                 self.emit(cmd.Sample(target, "trigger"))
         elif what == "DiagnosticsStatusNotification":
-            self.send("DiagnosticsStatusNotification", {"status": "Idle"})
+            self.send("DiagnosticsStatusNotification", {"status": "Idle"}, triggered=True)
         elif what == "FirmwareStatusNotification":
-            self.send("FirmwareStatusNotification", {"status": "Idle"})
+            self.send("FirmwareStatusNotification", {"status": "Idle"}, triggered=True)
         else:
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}
@@ -983,8 +1016,11 @@ _CHANGE_STATUS = {
 
 
 def _norm_dtc(code: str) -> str:
-    d = lookup(code)
-    return d.code if d is not None else code.upper()
+    """``"0x" + UPPERCASE hex`` for any DTC, known or not; other text upper-cased."""
+    try:
+        return normalise_code(code)
+    except ValueError:
+        return code.upper()
 
 
 def _error_fields(faults: dict[str, str]) -> tuple[str, str | None, str | None]:

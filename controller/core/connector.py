@@ -143,8 +143,10 @@ class StatusReporter:
         return now - self.candidate_since >= minimum_s
 
     def deadline(self, minimum_s: float) -> float | None:
-        if self.candidate is None or self.candidate == self.reported:
+        if self.candidate is None:
             return None
+        if self.candidate == self.reported and (self.error_code, self.vendor_error_code) == self.reported_error:
+            return None  # nothing new to report (a changed error alone is due too)
         return self.candidate_since + minimum_s
 
     def mark_reported(self) -> None:
