@@ -17,6 +17,18 @@ a restart or a power cut:
 * ``outbox`` -- the queue of outgoing transaction-related messages
   (StartTransaction, MeterValues, StopTransaction, ...), in insertion order,
   delivered after reconnect and removed only once answered (R-TX 4).
+* ``auth_cache`` -- the authorization cache: the last IdTagInfo received per
+  idTag, with a use order for least-recently-used eviction (R-AUTH 7).
+* ``local_list`` -- the local authorization list sent by SendLocalList; its
+  version is the ``meta`` value ``local_list_version`` (R-AUTH 7).
+* ``reservations`` -- reservations made by ReserveNow, until used, cancelled or
+  expired (R-RES).
+
+IdTags in ``auth_cache`` and ``local_list`` are stored as given and compared
+case-insensitively (OCPP 1.6: IdToken is case-insensitive) through
+``COLLATE NOCASE`` on the primary key, which folds ASCII letters only; lookups
+use that index. Reservations keep their idTag as given: comparing it with a
+presented badge is the core's business.
 
 Durability rules (R-TX 4):
 
@@ -47,7 +59,7 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -58,6 +70,7 @@ __all__ = [
     "AVAILABILITY_VALUES",
     "MIGRATIONS",
     "OutboxRow",
+    "ReservationRow",
     "SCHEMA_VERSION",
     "Store",
     "StoreError",
@@ -130,8 +143,47 @@ _MIGRATION_1: list[str] = [
     "CREATE INDEX outbox_tx ON outbox (tx_local_id)",
 ]
 
+# Authorization cache, local authorization list, reservations (R-AUTH 7, R-RES).
+# WITHOUT ROWID: the tables are looked up by idTag only, so the primary-key
+# b-tree is the table (one b-tree search per lookup, no rowid indirection).
+_AUTH_STATUS_CHECK = "status IN ('Accepted', 'Blocked', 'Expired', 'Invalid', 'ConcurrentTx')"
+
+_MIGRATION_2: list[str] = [
+    f"""
+    CREATE TABLE auth_cache (
+        id_tag        TEXT PRIMARY KEY NOT NULL COLLATE NOCASE
+                      CHECK (typeof(id_tag) = 'text' AND length(id_tag) > 0),
+        status        TEXT NOT NULL CHECK ({_AUTH_STATUS_CHECK}),
+        expiry        TEXT CHECK (expiry IS NULL OR typeof(expiry) = 'text'),
+        parent_id_tag TEXT CHECK (parent_id_tag IS NULL OR typeof(parent_id_tag) = 'text'),
+        used_at       TEXT NOT NULL,
+        use_seq       INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX auth_cache_lru ON auth_cache (use_seq)",
+    f"""
+    CREATE TABLE local_list (
+        id_tag        TEXT PRIMARY KEY NOT NULL COLLATE NOCASE
+                      CHECK (typeof(id_tag) = 'text' AND length(id_tag) > 0),
+        status        TEXT NOT NULL CHECK ({_AUTH_STATUS_CHECK}),
+        expiry        TEXT CHECK (expiry IS NULL OR typeof(expiry) = 'text'),
+        parent_id_tag TEXT CHECK (parent_id_tag IS NULL OR typeof(parent_id_tag) = 'text')
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE reservations (
+        reservation_id INTEGER PRIMARY KEY NOT NULL,
+        connector_id   INTEGER NOT NULL CHECK (connector_id >= 0),
+        id_tag         TEXT NOT NULL,
+        parent_id_tag  TEXT,
+        expiry         TEXT NOT NULL
+    )
+    """,
+]
+
 MIGRATIONS: list[Migration] = [
     _MIGRATION_1,
+    _MIGRATION_2,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -141,6 +193,9 @@ _META_RUNNING = "running"
 _META_OPENED_AT = "store_opened_at"
 _META_STARTED_AT = "run_started_at"
 _META_STOPPED_AT = "run_stopped_at"
+_META_LOCAL_LIST_VERSION = "local_list_version"
+
+_AUTH_STATUSES = frozenset({"Accepted", "Blocked", "Expired", "Invalid", "ConcurrentTx"})
 
 # primary SQLite result codes (sqlite3 exceptions carry sqlite_errorcode)
 _SQLITE_PERM = 3
@@ -189,6 +244,20 @@ _TX_COLUMNS = (
     "stop_reason, stop_id_tag"
 )
 _OUTBOX_COLUMNS = "seq, action, payload, tx_local_id, attempts, created_at"
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationRow:
+    """One reservation (ReserveNow). ``expiry`` is the RFC 3339 string as received."""
+
+    reservation_id: int
+    connector_id: int
+    id_tag: str
+    parent_id_tag: str | None
+    expiry: str
+
+
+_RESERVATION_COLUMNS = "reservation_id, connector_id, id_tag, parent_id_tag, expiry"
 
 
 def _utc_now() -> str:
@@ -727,6 +796,200 @@ class Store:
         with self._read() as conn:
             return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    # ---------------------------------------------------- authorization cache
+    # IdTagInfo travels as the OCPP camelCase dict: {"status", "expiryDate"?,
+    # "parentIdTag"?}; expiryDate is kept as the string given. The LRU order is
+    # the order of cache_put/cache_touch calls (use_seq), not of the used_at
+    # timestamps: the wall clock may jump when it is set from the CSMS.
+
+    def cache_get(self, id_tag: str) -> dict[str, Any] | None:
+        """The cached idTagInfo of ``id_tag`` (any case), or None."""
+        _check_str(id_tag, "id_tag")
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT status, expiry, parent_id_tag FROM auth_cache WHERE id_tag = ?",
+                (id_tag,),
+            ).fetchone()
+        return None if row is None else _info_dict(row)
+
+    def cache_put(self, id_tag: str, info: Mapping[str, Any], used_at: str) -> None:
+        """Insert or replace the entry of ``id_tag``; it becomes the most recently used.
+
+        The idTag is stored with the spelling given last.
+        """
+        _check_id_tag(id_tag)
+        status, expiry, parent = _info_row(info)
+        _check_str(used_at, "used_at")
+        with self._write("saving an authorization cache entry") as conn:
+            conn.execute(
+                "INSERT INTO auth_cache (id_tag, status, expiry, parent_id_tag, used_at, use_seq) "
+                "VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(use_seq), 0) + 1 FROM auth_cache)) "
+                "ON CONFLICT (id_tag) DO UPDATE SET id_tag = excluded.id_tag, "
+                "status = excluded.status, expiry = excluded.expiry, "
+                "parent_id_tag = excluded.parent_id_tag, used_at = excluded.used_at, "
+                "use_seq = excluded.use_seq",
+                (id_tag, status, expiry, parent, used_at),
+            )
+
+    def cache_touch(self, id_tag: str, used_at: str) -> bool:
+        """Mark an entry as just used; False (nothing written) if it is not cached."""
+        _check_str(id_tag, "id_tag")
+        _check_str(used_at, "used_at")
+        with self._write("marking an authorization cache entry used") as conn:
+            cur = conn.execute(
+                "UPDATE auth_cache SET used_at = ?, "
+                "use_seq = (SELECT coalesce(max(use_seq), 0) + 1 FROM auth_cache) "
+                "WHERE id_tag = ?",
+                (used_at, id_tag),
+            )
+            return cur.rowcount == 1
+
+    def cache_remove(self, id_tag: str) -> bool:
+        """Remove one entry; False if it was not cached."""
+        _check_str(id_tag, "id_tag")
+        with self._write("removing an authorization cache entry") as conn:
+            return conn.execute(
+                "DELETE FROM auth_cache WHERE id_tag = ?", (id_tag,)
+            ).rowcount == 1
+
+    def cache_clear(self) -> int:
+        """ClearCache: remove every entry; returns how many there were."""
+        with self._write("clearing the authorization cache") as conn:
+            return int(conn.execute("DELETE FROM auth_cache").rowcount)
+
+    def cache_size(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT count(*) FROM auth_cache").fetchone()[0])
+
+    def cache_evict_lru(self, keep: int) -> int:
+        """Remove the least recently used entries beyond the ``keep`` most recent ones.
+
+        Returns the number removed.
+        """
+        keep = _as_int(keep, "keep")
+        if keep < 0:
+            raise ValueError(f"keep must be >= 0, got {keep}")
+        with self._write("evicting authorization cache entries") as conn:
+            cur = conn.execute(
+                "DELETE FROM auth_cache WHERE id_tag IN (SELECT id_tag FROM auth_cache "
+                "ORDER BY use_seq DESC LIMIT -1 OFFSET ?)",
+                (keep,),
+            )
+            return int(cur.rowcount)
+
+    # --------------------------------------------------- local authorization list
+
+    def local_list_version(self) -> int:
+        """The version of the local list; 0 when none was ever stored."""
+        value = self.get_meta(_META_LOCAL_LIST_VERSION)
+        return 0 if value is None else int(value)
+
+    def local_list_get(self, id_tag: str) -> dict[str, Any] | None:
+        """The idTagInfo of ``id_tag`` (any case) in the local list, or None."""
+        _check_str(id_tag, "id_tag")
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT status, expiry, parent_id_tag FROM local_list WHERE id_tag = ?",
+                (id_tag,),
+            ).fetchone()
+        return None if row is None else _info_dict(row)
+
+    def local_list_contains(self, id_tag: str) -> bool:
+        _check_str(id_tag, "id_tag")
+        with self._read() as conn:
+            return conn.execute(
+                "SELECT 1 FROM local_list WHERE id_tag = ?", (id_tag,)
+            ).fetchone() is not None
+
+    def local_list_size(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute("SELECT count(*) FROM local_list").fetchone()[0])
+
+    def local_list_apply(
+        self,
+        version: int,
+        full: bool,
+        upserts: Mapping[str, Mapping[str, Any]],
+        deletes: Iterable[str] = (),
+    ) -> None:
+        """Apply a (checked) SendLocalList update and set the list version, atomically.
+
+        ``full``: the list becomes exactly ``upserts`` (``deletes`` must be
+        empty). Otherwise insert or replace ``upserts`` and remove ``deletes``
+        (absent ids are ignored). Either all of it and the new version are
+        stored, or (on any error) the old list and version stay whole. Whether
+        the update is allowed (versions, sizes) is decided before, by
+        ``controller.core.auth.plan_list_update``.
+        """
+        version = _as_int(version, "version")
+        if version < 0:
+            raise ValueError(f"version must be >= 0, got {version}")
+        rows = []
+        for id_tag, info in upserts.items():
+            _check_id_tag(id_tag)
+            rows.append((id_tag, *_info_row(info)))
+        removed = [(id_tag,) for id_tag in deletes]
+        for (id_tag,) in removed:
+            _check_str(id_tag, "id_tag")
+        if full and removed:
+            raise ValueError("a full update has no deletes")
+        with self._write("updating the local authorization list") as conn:
+            if full:
+                conn.execute("DELETE FROM local_list")
+            else:
+                conn.executemany("DELETE FROM local_list WHERE id_tag = ?", removed)
+            conn.executemany(
+                "INSERT INTO local_list (id_tag, status, expiry, parent_id_tag) "
+                "VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id_tag) DO UPDATE SET id_tag = excluded.id_tag, "
+                "status = excluded.status, expiry = excluded.expiry, "
+                "parent_id_tag = excluded.parent_id_tag",
+                rows,
+            )
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (_META_LOCAL_LIST_VERSION, str(version)),
+            )
+
+    # ----------------------------------------------------------- reservations
+
+    def reservations(self) -> list[ReservationRow]:
+        """All stored reservations, by reservation id."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT {_RESERVATION_COLUMNS} FROM reservations ORDER BY reservation_id"
+            ).fetchall()
+        return [ReservationRow(*row) for row in rows]
+
+    def put_reservation(self, row: ReservationRow) -> None:
+        """Insert a reservation, or replace the one with the same reservation id."""
+        if not isinstance(row, ReservationRow):
+            raise TypeError(f"expected a ReservationRow, got {type(row).__name__}")
+        _as_int(row.reservation_id, "reservation_id")
+        if _as_int(row.connector_id, "connector_id") < 0:
+            raise ValueError(f"connector_id must be >= 0, got {row.connector_id}")
+        _check_str(row.id_tag, "id_tag")
+        if row.parent_id_tag is not None:
+            _check_str(row.parent_id_tag, "parent_id_tag")
+        _check_str(row.expiry, "expiry")
+        with self._write("saving a reservation") as conn:
+            conn.execute(
+                f"INSERT INTO reservations ({_RESERVATION_COLUMNS}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (reservation_id) DO UPDATE SET connector_id = excluded.connector_id, "
+                "id_tag = excluded.id_tag, parent_id_tag = excluded.parent_id_tag, "
+                "expiry = excluded.expiry",
+                (row.reservation_id, row.connector_id, row.id_tag, row.parent_id_tag, row.expiry),
+            )
+
+    def remove_reservation(self, reservation_id: int) -> bool:
+        """Remove a reservation; False if there was none with that id."""
+        reservation_id = _as_int(reservation_id, "reservation_id")
+        with self._write("removing a reservation") as conn:
+            return conn.execute(
+                "DELETE FROM reservations WHERE reservation_id = ?", (reservation_id,)
+            ).rowcount == 1
+
 
 # ---------------------------------------------------------------------------
 
@@ -734,6 +997,37 @@ class Store:
 def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
     seq, action, payload, tx_local_id, attempts, created_at = row
     return OutboxRow(seq, action, json.loads(payload), tx_local_id, attempts, created_at)
+
+
+def _info_row(info: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
+    """(status, expiry, parent_id_tag) of an OCPP idTagInfo dict; ValueError/TypeError if bad."""
+    if not isinstance(info, Mapping):
+        raise TypeError(f"idTagInfo must be a mapping, got {type(info).__name__}")
+    status = info.get("status")
+    if status not in _AUTH_STATUSES:
+        raise ValueError(f"idTagInfo status must be one of {sorted(_AUTH_STATUSES)}, got {status!r}")
+    expiry = info.get("expiryDate")
+    if expiry is not None:
+        _check_str(expiry, "expiryDate")
+    parent = info.get("parentIdTag")
+    if parent is not None:
+        _check_str(parent, "parentIdTag")
+    return status, expiry, parent
+
+
+def _info_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    status, expiry, parent = row
+    info: dict[str, Any] = {"status": status}
+    if expiry is not None:
+        info["expiryDate"] = expiry
+    if parent is not None:
+        info["parentIdTag"] = parent
+    return info
+
+
+def _check_id_tag(value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"id_tag must be a non-empty str, got {value!r}")
 
 
 def _as_int(value: Any, name: str) -> int:
