@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 LIVE_SAMPLE_S = 1.0
 #: DTCs that are also security events (R-STATUS 3)
 TAMPER_DTCS = frozenset({"0x10020C", "0x10020E", "0x200204", "0x20020B"})
-#: DTCs whose stop reason is EmergencyStop rather than Other
-EMERGENCY_DTCS = frozenset({"0x100202", "0x200202"})
+#: DTCs whose StopTransaction reason is more precise than Other
+STOP_REASONS = {"0x100202": "EmergencyStop", "0x200202": "EmergencyStop", "0x100211": "PowerLoss"}
 METER_FAILURE_DTC = "0x10020F"
 
 
@@ -177,6 +178,7 @@ class Charger:
                 transaction_id=rec.transaction_id, stopping=True, stop_reason=reason,
             )
             c.energy_wh = rec.last_meter_wh
+            c.session.reported_wh = rec.last_meter_wh
             self.emit(cmd.Sample(c.connector_id, "stop"))
         self.store.mark_running()
         if self.store.count():
@@ -418,7 +420,7 @@ class Charger:
         }
         log.warning("fault %s (%s) on connector %s: %s", dtc.code, dtc.severity, e.connector_id, dtc.description)
         if dtc.severity == "error":
-            reason = "EmergencyStop" if dtc.code in EMERGENCY_DTCS else "Other"
+            reason = STOP_REASONS.get(dtc.code, "Other")
             targets = self.connectors.values() if e.connector_id == 0 else [self.connectors[e.connector_id]]
             for c in targets:
                 if c.session is not None:
@@ -484,7 +486,8 @@ class Charger:
             self._queue_meter_values(c, purpose, e)
         elif purpose == "trigger":
             self._send_triggered_meter_values(c, e)
-        if c.session is not None and e.meter is not None:
+        if c.session is not None and e.meter is not None and purpose != "live":
+            # not every live second: an SD card should not take a synced write per second
             self.store.update_meter(c.session.local_id, c.energy_wh, self.stamp())
 
     # ------------------------------------------------------------ authorization
@@ -652,7 +655,11 @@ class Charger:
         if s is None or not s.stopping:
             return
         meter = c.last_meter
-        meter_stop = max(int(meter.energy_wh) if meter is not None else (c.energy_wh or 0), s.meter_start_wh)
+        # never below what was already reported: a meter that lost its last second
+        # of energy in a power cut must not make the CSMS see energy flow backwards
+        meter_stop = max(
+            int(meter.energy_wh) if meter is not None else (c.energy_wh or 0), s.meter_start_wh, s.reported_wh
+        )
         stamp = self.stamp()
         payload: dict[str, Any] = {"meterStop": meter_stop, "timestamp": stamp, "reason": s.stop_reason}
         if s.stop_id_tag:
@@ -712,6 +719,8 @@ class Charger:
             {"connectorId": c.connector_id, "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}]},
             s.local_id,
         )
+        if e.meter is not None:
+            s.reported_wh = max(s.reported_wh, int(e.meter.energy_wh))
         self.emit(cmd.WakeOutbox())
 
     def _send_triggered_meter_values(self, c: Connector, e: ev.Sampled) -> None:
@@ -853,7 +862,7 @@ class Charger:
                     self._schedule_samples(c, "periodic" if "aligned" not in key else "clock")
 
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
-        if self.leaving:
+        if self.leaving or not self.online():  # not while Pending (OCPP 1.6 §4.2)
             return {"status": "Rejected"}
         return {"status": self._remote_start(p)}
 
@@ -1041,10 +1050,18 @@ def _fault_view(faults: dict[str, str]) -> dict[str, Any] | None:
     return {"error_code": error_code, "dtc": dtc, "info": info}
 
 
+def _lenient_json(text: str) -> Any:
+    """JSON, also in the guide's own example form with unquoted keys ({currency:"EUR",...})."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return json.loads(re.sub(r'([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)\s*:', r'\1"\2":', text))
+
+
 def _on_cost_updated(charger: Charger, data: Any) -> tuple[str, str | None]:
     """com.se.cost / CostUpdated (R-DT 1): remember the running cost for the screen."""
     try:
-        body = json.loads(data) if isinstance(data, str) else data
+        body = _lenient_json(data) if isinstance(data, str) else data
         cid = int(body["connectID"])
         cost = {
             "currency": str(body.get("currency", "")),

@@ -43,6 +43,8 @@ class Session:
     next_periodic_mono: float | None = None
     next_clock_mono: float | None = None
     stop_txn_data: list[dict[str, Any]] = field(default_factory=list)
+    #: the highest energy register reading already reported for this session
+    reported_wh: int = 0
 
 
 @dataclass

@@ -1274,7 +1274,9 @@ def test_r_status_1_an_alarm_is_reported_within_minimum_status_duration(make_rig
 
 # ============================================================================ R-STATUS 2
 def expected_stop_reason(dtc: Dtc) -> str:
-    return "EmergencyStop" if "emergency stop" in dtc.description.lower() else "Other"
+    if "emergency stop" in dtc.description.lower():
+        return "EmergencyStop"
+    return "PowerLoss" if "power loss" in dtc.description.lower() else "Other"
 
 
 @pytest.mark.parametrize("dtc", list(DTC_TABLE.values()), ids=lambda d: d.code)
