@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 from . import commands as cmd
 from . import events as ev
+from .auth import id_tag_key
+from .authorizer import Authorizer
 from .backoff import boot_retry_delay, reconnect_delay
 from .connector import FAULTED, Connector, PendingStart, Session, StatusReporter, derive_status
 from .dtc import Dtc, lookup, normalise_code
@@ -32,6 +34,7 @@ from .keys import ChangeResult, KeyStore, limit_keys
 from .meter_values import sampled_values
 from .models import ModelProfile
 from .outbox import Drop, after_error
+from .reservations import Reservation, ReservationBook
 from .timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -100,6 +103,8 @@ class Charger:
         self.leaving = False  # a reset, shutdown or power fail has begun: nothing new starts
         self.boot_failures = 0
         self._timers: dict[str, float] = {}
+        self.authorizer = Authorizer(keys, store, clock.wall)
+        self.reservations = ReservationBook(store)
         self._out: list[cmd.Command] = []
         ids = {**DEFAULT_VENDOR_IDS, **(vendor_ids or {})}
         self.vendor_handlers: dict[str, dict[str, VendorHandler]] = {
@@ -162,6 +167,8 @@ class Charger:
                 self.station_operative = operative
             elif cid in self.connectors:
                 self.connectors[cid].operative = operative
+        self.reservations.load()
+        self._schedule_reservation_expiry()
         clean = self.store.last_run_was_clean()
         for rec in self.store.open_transactions():
             c = self.connectors.get(rec.connector_id)
@@ -211,8 +218,14 @@ class Charger:
             self._set_clock(e.payload.get("currentTime"))
         elif isinstance(ref, tuple) and ref[0] == "authorize":
             _, cid, id_tag = ref
-            status = e.payload.get("idTagInfo", {}).get("status")
-            self._authorize_answered(cid, id_tag, status == "Accepted", status)
+            info = e.payload.get("idTagInfo") or {}
+            self.authorizer.remember(id_tag, info)
+            self._authorize_answered(cid, id_tag, info.get("status") == "Accepted", info)
+        elif isinstance(ref, tuple) and ref[0] == "authorize_stop":
+            info = e.payload.get("idTagInfo") or {}
+            self.authorizer.remember(ref[1], info)
+            if info.get("status") == "Accepted":
+                self._group_stop(ref[1], info.get("parentIdTag"))
 
     def _on_CallFailed(self, e: ev.CallFailed) -> None:
         ref = e.ref
@@ -226,7 +239,7 @@ class Charger:
         elif isinstance(ref, tuple) and ref[0] == "authorize":
             _, cid, id_tag = ref
             if e.reason == "error":
-                self._authorize_answered(cid, id_tag, False, f"CALLERROR {e.code}")
+                self._authorize_answered(cid, id_tag, False, {"status": f"CALLERROR {e.code}"})
             else:
                 self._authorize_offline(cid, id_tag)
 
@@ -299,6 +312,11 @@ class Charger:
             self._schedule_heartbeat()
         elif kind == "remote":
             self._remote_expired(arg)
+        elif kind == "reservation":
+            for r in self.reservations.expired(self.clock.wall()):
+                log.info("reservation %s for %s expired", r.reservation_id, r.id_tag)
+                self.reservations.remove(r.reservation_id)
+            self._schedule_reservation_expiry()
         elif kind in ("periodic", "clock", "live"):
             c = self.connectors[int(arg)]
             if c.session is None or c.session.stopping:
@@ -355,6 +373,8 @@ class Charger:
                 self._start(c)
         elif self.key_bool("FreeCharging") and c.idle_plugged():
             self._begin_authorization(c, self._default_id_tag(), "free")
+        elif self.keys.mac_auth_mode() is not None and c.idle_plugged():
+            self.emit(cmd.Sample(c.connector_id, "plug"))  # read the EV's MAC / contract id
 
     def _on_Unplugged(self, e: ev.Unplugged) -> None:
         c = self._connector(e.connector_id)
@@ -386,17 +406,43 @@ class Charger:
             return
         for c in self.connectors.values():
             s = c.session
-            if s is not None and not s.stopping and s.id_tag == id_tag:
+            if s is not None and not s.stopping and id_tag_key(s.id_tag) == id_tag_key(id_tag):
                 self._stop(c, "Local", id_tag)
                 return
         target = self._local_target()
         if target is None:
-            log.info("badge %s ignored: no connector plugged (welcome page stays)", id_tag)
+            if self._running_sessions():
+                self._try_group_stop(id_tag)
+            else:
+                log.info("badge %s ignored: no connector plugged (welcome page stays)", id_tag)
             return
         if target.pending is not None:
             log.info("badge %s ignored: connector %s is already authorizing", id_tag, target.connector_id)
             return
         self._begin_authorization(target, id_tag, "local")
+
+    def _running_sessions(self) -> list[Connector]:
+        return [c for c in self.connectors.values() if c.session is not None and not c.session.stopping]
+
+    def _try_group_stop(self, id_tag: str) -> None:
+        """Rule 7 of R-AUTH: another badge of the same parentIdTag group may stop a charge."""
+        parent = self.authorizer.parent_of(id_tag)
+        if parent is not None:
+            if not self._group_stop(id_tag, parent):
+                log.info("badge %s refused: not of the group of a running transaction", id_tag)
+        elif self.online():
+            self.emit(cmd.SendCall("Authorize", {"idTag": id_tag}, ("authorize_stop", id_tag)))
+        else:
+            log.info("badge %s refused: it did not start a running transaction", id_tag)
+
+    def _group_stop(self, id_tag: str, parent: str | None) -> bool:
+        for c in self._running_sessions():
+            s = c.session
+            assert s is not None
+            if parent and s.parent_id_tag and id_tag_key(parent) == id_tag_key(s.parent_id_tag):
+                self._stop(c, "Local", id_tag)
+                return True
+        return False
 
     def _local_target(self) -> Connector | None:
         """R-AUTH 4: one plugged -> it; both -> the one on screen; none -> None."""
@@ -473,6 +519,9 @@ class Charger:
             if e.meter is None:
                 c.power_w = float(e.power.output_power_w)
         purpose = e.purpose
+        if purpose == "plug":
+            self._sampled_for_plug(c, e)
+            return
         if purpose == "start":
             self._sampled_for_start(c, e)
             return
@@ -494,9 +543,33 @@ class Charger:
     def _default_id_tag(self) -> str:
         return self.keys.get("DefaultIdTag") or "SIMTAG"
 
+    def _sampled_for_plug(self, c: Connector, e: ev.Sampled) -> None:
+        """AutoCharge / Plug & Charge (R-AUTH 1): the EV identifies itself at plug-in."""
+        mode = self.keys.mac_auth_mode()
+        if mode is None or not c.idle_plugged() or c.pending is not None or e.power is None:
+            return
+        if mode == "pnc":
+            id_tag = e.power.contract_id
+        else:
+            mac = "".join(ch for ch in (e.power.ev_mac or "").upper() if ch in "0123456789ABCDEF")
+            id_tag = (self.keys.get("MacAddressPrefix") or "") + mac if mac else None
+        if not id_tag:
+            log.info("connector %s: the EV gave no %s identity", c.connector_id, mode)
+            return
+        if len(id_tag) > 20:
+            log.error("connector %s: %s idTag %r is longer than 20 characters", c.connector_id, mode, id_tag)
+            return
+        self._begin_authorization(c, id_tag, mode)
+
     def _begin_authorization(self, c: Connector, id_tag: str, source: str) -> None:
         c.pending = PendingStart(id_tag, source, authorize_first=True)
         if self.online():
+            known = self.authorizer.pre_authorized(id_tag) if source != "free" else None
+            if known is not None:  # LocalPreAuthorize: start now, the StartTransaction answer confirms
+                log.info("%s pre-authorized from the local list/cache", id_tag)
+                c.pending.parent_id_tag = known.parent_id_tag
+                self._authorize_result(c, c.pending, True)
+                return
             self.emit(cmd.SendCall("Authorize", {"idTag": id_tag}, ("authorize", c.connector_id, id_tag)))
         else:
             self._authorize_offline(c.connector_id, id_tag)
@@ -518,15 +591,22 @@ class Charger:
         c, pending = self._find_pending(cid, id_tag)
         if pending is None:
             return
-        allowed = pending.source == "free" or self.key_bool("AllowOfflineTxForUnknownId")
-        log.info("offline authorization of %s: %s", id_tag, "allowed" if allowed else "refused")
+        if pending.source == "free":
+            allowed, source = True, "free mode"
+        else:
+            decision = self.authorizer.offline(id_tag)
+            allowed, source = decision.accepted, decision.source
+            if decision.info is not None:
+                pending.parent_id_tag = decision.info.parent_id_tag
+        log.info("offline authorization of %s: %s (%s)", id_tag, "allowed" if allowed else "refused", source)
         self._authorize_result(c, pending, allowed)
 
-    def _authorize_answered(self, cid: int, id_tag: str, accepted: bool, status: Any) -> None:
+    def _authorize_answered(self, cid: int, id_tag: str, accepted: bool, info: dict[str, Any]) -> None:
         c, pending = self._find_pending(cid, id_tag)
         if pending is None:
             return
-        log.info("Authorize %s: %s", id_tag, status)
+        log.info("Authorize %s: %s", id_tag, info.get("status"))
+        pending.parent_id_tag = info.get("parentIdTag") or pending.parent_id_tag
         self._authorize_result(c, pending, accepted)
 
     def _authorize_result(self, c: Connector | None, pending: PendingStart, accepted: bool) -> None:
@@ -556,9 +636,15 @@ class Charger:
                 return "Rejected"
             if not c.plugged and not no_ev_ok:
                 return "Rejected"
+            if not self._reservation_admits(c, id_tag, self.authorizer.parent_of(id_tag)):
+                return "Rejected"  # reserved for another idTag (R-TX 5)
             target: Connector | None = c
         else:
-            free = [c for c in self.connectors.values() if c.idle_plugged() and c.pending is None]
+            parent = self.authorizer.parent_of(id_tag)
+            free = [
+                c for c in self.connectors.values()
+                if c.idle_plugged() and c.pending is None and self._reservation_admits(c, id_tag, parent)
+            ]
             if free:
                 target = free[0]  # one plugged -> it; both -> connector 1 (lowest id)
             elif not no_ev_ok or self.remote_any is not None or not self._any_can_start():
@@ -621,16 +707,27 @@ class Charger:
             c.pending = None
             self._on_FaultRaised(ev.FaultRaised(METER_FAILURE_DTC, c.connector_id))
             return
+        reservation = self._reservation_used_by(c, pending)
+        if reservation is False:
+            log.info("connector %s is reserved for another idTag: %s may not start", c.connector_id, pending.id_tag)
+            c.pending = None
+            return
+        reservation_id = reservation.reservation_id if isinstance(reservation, Reservation) else None
         meter_start = int(e.meter.energy_wh)
         stamp = self.stamp()
+        start_payload: dict[str, Any] = {
+            "connectorId": c.connector_id, "idTag": pending.id_tag, "meterStart": meter_start, "timestamp": stamp,
+        }
+        if reservation_id is not None:
+            start_payload["reservationId"] = reservation_id
         with self.store.atomic():
-            rec = self.store.begin_transaction(c.connector_id, pending.id_tag, meter_start, stamp)
-            self.store.enqueue(
-                "StartTransaction",
-                {"connectorId": c.connector_id, "idTag": pending.id_tag, "meterStart": meter_start, "timestamp": stamp},
-                rec.local_id,
-            )
+            rec = self.store.begin_transaction(c.connector_id, pending.id_tag, meter_start, stamp, reservation_id)
+            self.store.enqueue("StartTransaction", start_payload, rec.local_id)
+            if reservation_id is not None:
+                self.reservations.remove(reservation_id)
         c.session = Session(rec.local_id, pending.id_tag, meter_start, self.now())
+        c.session.parent_id_tag = pending.parent_id_tag
+        c.session.reservation_id = reservation_id
         c.pending = None
         c.cost = None
         self._timers.pop(f"remote:{c.connector_id}", None)
@@ -746,6 +843,9 @@ class Charger:
                     self.store.set_transaction_id(e.tx_local_id, tx_id)
                     self._start_answered(e.tx_local_id, tx_id, e.reply.get("idTagInfo") or {})
             elif e.action == "StopTransaction" and e.tx_local_id is not None:
+                rec = self.store.transaction(e.tx_local_id)
+                if rec is not None:
+                    self.authorizer.remember(rec.stop_id_tag or rec.id_tag, e.reply.get("idTagInfo"))
                 self.store.forget_transaction(e.tx_local_id)
 
     def _start_answered(self, local_id: int, tx_id: int, id_tag_info: dict[str, Any]) -> None:
@@ -754,6 +854,8 @@ class Charger:
             if s is None or s.local_id != local_id:
                 continue
             s.transaction_id = tx_id
+            self.authorizer.remember(s.id_tag, id_tag_info)
+            s.parent_id_tag = id_tag_info.get("parentIdTag") or s.parent_id_tag
             status = id_tag_info.get("status")
             if status != "Accepted" and not s.stopping:
                 if self.key_bool("StopTransactionOnInvalidId"):
@@ -777,7 +879,53 @@ class Charger:
             self.emit(cmd.WakeOutbox(decision.delay_s))
 
     # ------------------------------------------------------------ status
+    def _mark_reserved(self) -> None:
+        """Which connectors show Reserved: their own reservation, or the station's
+        (connector 0) reservations holding the last free connectors."""
+        for c in self.connectors.values():
+            c.reserved = self.reservations.on_connector(c.connector_id) is not None
+        station_wide = len(self.reservations.station_wide())
+        if station_wide:
+            free = [c for c in self.connectors.values() if self._free_for_reservation(c)]
+            if len(free) <= station_wide:
+                for c in free:
+                    c.reserved = True
+
+    def _free_for_reservation(self, c: Connector) -> bool:
+        return (
+            c.operative and not c.has_error() and c.session is None and c.pending is None
+            and not c.plugged and not c.finishing and self.reservations.on_connector(c.connector_id) is None
+        )
+
+    def _reservation_admits(self, c: Connector, id_tag: str, parent: str | None) -> bool:
+        r = self.reservations.on_connector(c.connector_id)
+        if r is not None:
+            return r.admits(id_tag, parent)
+        if any(r.admits(id_tag, parent) for r in self.reservations.station_wide()):
+            return True
+        # the station's reservations keep enough connectors free for their holders
+        free = [x for x in self.connectors.values() if self._free_for_reservation(x) or x is c]
+        return len(free) > len(self.reservations.station_wide())
+
+    def _reservation_used_by(self, c: Connector, pending: PendingStart) -> Reservation | bool | None:
+        """The reservation this start uses, None when none is involved, False when refused."""
+        r = self.reservations.on_connector(c.connector_id)
+        if r is not None:
+            return r if r.admits(pending.id_tag, pending.parent_id_tag) else False
+        for r in self.reservations.station_wide():
+            if r.admits(pending.id_tag, pending.parent_id_tag):
+                return r
+        return None if self._reservation_admits(c, pending.id_tag, pending.parent_id_tag) else False
+
+    def _schedule_reservation_expiry(self) -> None:
+        nxt = self.reservations.next_expiry()
+        if nxt is None:
+            self._timers.pop("reservation", None)
+        else:
+            self._timers["reservation"] = self.now() + max(0.0, (nxt - self.clock.wall()).total_seconds())
+
     def _refresh_status(self) -> None:
+        self._mark_reserved()
         now = self.now()
         minimum = self.key_int("MinimumStatusDuration")
         station_error = any(sev == "error" for sev in self.station_faults.values())
@@ -900,7 +1048,66 @@ class Charger:
         return {"status": "Scheduled" if scheduled else "Accepted"}
 
     def _req_ClearCache(self, _: dict[str, Any]) -> dict[str, Any]:
+        self.authorizer.clear_cache()
         return {"status": "Accepted"}
+
+    def _req_GetLocalListVersion(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"listVersion": self.authorizer.list_version()}
+
+    def _req_SendLocalList(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.authorizer.send_local_list(p)}
+
+    def _req_ReserveNow(self, p: dict[str, Any]) -> dict[str, Any]:
+        status = self._reserve(p)
+        log.info("ReserveNow %s on connector %s for %s: %s", p["reservationId"], p["connectorId"], p["idTag"], status)
+        return {"status": status}
+
+    def _reserve(self, p: dict[str, Any]) -> str:
+        cid, rid = p["connectorId"], p["reservationId"]
+        try:
+            expiry = parse_rfc3339(p["expiryDate"])
+        except ValueError:
+            return "Rejected"
+        if expiry <= self.clock.wall() or self.leaving:
+            return "Rejected"
+        if cid != 0 and cid not in self.connectors:
+            return "Rejected"
+        if cid == 0 and not self.key_bool("ReserveConnectorZeroSupported"):
+            return "Rejected"
+        station_error = any(sev == "error" for sev in self.station_faults.values())
+        previous = self.reservations.by_id.get(rid)
+        if previous is not None:
+            self.reservations.by_id.pop(rid)  # a reservation with the same id is replaced
+        try:
+            if cid == 0:
+                if station_error:
+                    return "Faulted"
+                if not self.station_operative:
+                    return "Unavailable"
+                free = [c for c in self.connectors.values() if self._free_for_reservation(c)]
+                if len(free) <= len(self.reservations.station_wide()):
+                    return "Occupied"
+            else:
+                c = self.connectors[cid]
+                if c.has_error() or station_error:
+                    return "Faulted"
+                if not c.operative or not self.station_operative:
+                    return "Unavailable"
+                if not self._free_for_reservation(c):
+                    return "Occupied"
+        finally:
+            if previous is not None:
+                self.reservations.by_id[rid] = previous
+        self.reservations.put(
+            Reservation(rid, cid, p["idTag"], p.get("parentIdTag"), expiry), p["expiryDate"]
+        )
+        self._schedule_reservation_expiry()
+        return "Accepted"
+
+    def _req_CancelReservation(self, p: dict[str, Any]) -> dict[str, Any]:
+        removed = self.reservations.remove(p["reservationId"])
+        self._schedule_reservation_expiry()
+        return {"status": "Accepted" if removed is not None else "Rejected"}
 
     def _req_UnlockConnector(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"status": "NotSupported"}  # the cables are fixed (guide: not applicable)
@@ -1002,6 +1209,7 @@ class Charger:
                 "cost": c.cost,
                 "error": _fault_view(c.faults or self.station_faults),
                 "operative": c.operative,
+                "reservation": _reservation_view(self.reservations.on_connector(c.connector_id)),
             })
         return {
             "link": self.link,
@@ -1011,6 +1219,8 @@ class Charger:
             "selected_connector": self.selected,
             "auth_options": self.keys.auth_options(),
             "connectors": connectors,
+            "station_reservations": [_reservation_view(r) for r in self.reservations.station_wide()],
+            "local_list_version": self.authorizer.list_version(),
             "queued_messages": self.store.count(),
             "last_error": self.last_error,
         }
@@ -1048,6 +1258,12 @@ def _fault_view(faults: dict[str, str]) -> dict[str, Any] | None:
         return None
     error_code, dtc, info = _error_fields(faults)
     return {"error_code": error_code, "dtc": dtc, "info": info}
+
+
+def _reservation_view(r: Reservation | None) -> dict[str, Any] | None:
+    if r is None:
+        return None
+    return {"reservation_id": r.reservation_id, "id_tag": r.id_tag, "expiry": rfc3339(r.expiry)}
 
 
 def _lenient_json(text: str) -> Any:

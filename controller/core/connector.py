@@ -45,6 +45,8 @@ class Session:
     stop_txn_data: list[dict[str, Any]] = field(default_factory=list)
     #: the highest energy register reading already reported for this session
     reported_wh: int = 0
+    parent_id_tag: str | None = None
+    reservation_id: int | None = None
 
 
 @dataclass
@@ -52,10 +54,11 @@ class PendingStart:
     """An authorization (remote start, badge, free mode) waiting for the plug or for power."""
 
     id_tag: str
-    source: str  # "remote" | "local" | "free"
+    source: str  # "remote" | "local" | "free" | "autocharge" | "pnc"
     deadline_mono: float | None = None  # remote start waiting for the plug
     authorize_first: bool = False
     authorized: bool = False
+    parent_id_tag: str | None = None  # learnt from the CSMS or the local list/cache
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Connector:
     ev_mac: str | None = None
     last_meter: Any = None
     cost: dict[str, Any] | None = None
+    reserved: bool = False  # held by a reservation (its own, or the station's last free one)
 
     def has_error(self) -> bool:
         return any(sev == "error" for sev in self.faults.values())
@@ -112,6 +116,8 @@ def derive_status(c: Connector, station_error: bool, station_operative: bool, no
         return FINISHING
     if c.plugged or c.pending is not None:
         return PREPARING
+    if c.reserved:
+        return RESERVED
     return AVAILABLE
 
 

@@ -963,9 +963,9 @@ class Store:
         return [ReservationRow(*row) for row in rows]
 
     def put_reservation(self, row: ReservationRow) -> None:
-        """Insert a reservation, or replace the one with the same reservation id."""
-        if not isinstance(row, ReservationRow):
-            raise TypeError(f"expected a ReservationRow, got {type(row).__name__}")
+        """Insert a reservation, or replace the one with the same reservation id.
+
+        ``row`` is a ReservationRow or any object with the same attributes."""
         _as_int(row.reservation_id, "reservation_id")
         if _as_int(row.connector_id, "connector_id") < 0:
             raise ValueError(f"connector_id must be >= 0, got {row.connector_id}")
