@@ -251,6 +251,8 @@ class Charger:
             self.clock.set_wall(parse_rfc3339(current_time))
         except ValueError:
             log.warning("CSMS sent an unreadable currentTime %r", current_time)
+            return
+        self._schedule_reservation_expiry()  # expiryDate is a wall-clock date: it moves with a correction
 
     def _boot_answered(self, payload: dict[str, Any]) -> None:
         status = payload.get("status")
@@ -363,7 +365,10 @@ class Charger:
         if c.session is not None and not c.session.stopping:
             self.emit(cmd.EnablePower(c.connector_id))  # re-plugged into a suspended session
             return
-        if c.pending is None and self.remote_any is not None and c.idle_plugged():
+        if (
+            c.pending is None and self.remote_any is not None and c.idle_plugged()
+            and self._reservation_admits(c, self.remote_any.id_tag, self.remote_any.parent_id_tag)
+        ):  # a connector reserved for someone else does not take a remote start for "any connector"
             c.pending, self.remote_any = self.remote_any, None
             self._timers.pop("remote:any", None)
         if c.pending is not None:
@@ -652,6 +657,7 @@ class Charger:
             else:
                 target = None
         pending = PendingStart(id_tag, "remote", authorize_first=authorize_first)
+        pending.parent_id_tag = self.authorizer.parent_of(id_tag)  # a reservation of its group admits it
         if target is not None:
             target.pending = pending
             if not target.plugged:
@@ -1095,6 +1101,9 @@ class Charger:
                     return "Unavailable"
                 if not self._free_for_reservation(c):
                     return "Occupied"
+                others = [x for x in self.connectors.values() if x is not c and self._free_for_reservation(x)]
+                if len(others) < len(self.reservations.station_wide()):
+                    return "Occupied"  # held for a connector-0 reservation: its last free connector
         finally:
             if previous is not None:
                 self.reservations.by_id[rid] = previous
