@@ -62,11 +62,13 @@ class Authorizer:
         )
 
     def parent_of(self, id_tag: str) -> str | None:
-        """The parentIdTag we know locally for ``id_tag`` (list first, then cache)."""
+        """The parentIdTag of a valid local entry for ``id_tag`` (list first, then cache);
+        a Blocked or expired badge has no group."""
         list_entry, cache_entry = self._entries(id_tag)
+        now = self.wall()
         for entry in (list_entry, cache_entry):
-            if entry is not None and entry.parent_id_tag:
-                return entry.parent_id_tag
+            if entry is not None:
+                return entry.parent_id_tag if entry.usable(now) else None
         return None
 
     def remember(self, id_tag: str, id_tag_info: dict[str, Any] | None) -> None:
