@@ -70,23 +70,37 @@ def config_path(cli_value: str | None) -> Path:
     return Path(env) if env else DEFAULT_CONFIG
 
 
-def _line_of(text: str, table: str, key: str | None) -> int | None:
-    """Line number of ``key`` inside ``[table]`` (or of the table header)."""
-    current = ""
-    header_line = None
+def _sections(text: str) -> list[tuple[int, str, str]]:
+    """(line number, table, stripped line) for every line, with the table it is in."""
+    current, out = "", []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         m = re.match(r"^\[\s*([^\[\]]+?)\s*\]$", line)
         if m:
             current = m.group(1).replace(" ", "").replace('"', "")
-            if current == table:
-                header_line = number
-            continue
-        if key is not None and current == table:
-            km = re.match(r'^"?([A-Za-z0-9_.\-]+)"?\s*=', line)
-            if km and km.group(1) == key:
-                return number
-    return header_line
+        out.append((number, current, line))
+    return out
+
+
+def _line_of(text: str, table: str, key: str | None) -> int | None:
+    """Line number of ``key`` inside ``[table]`` (also written inline or dotted in the
+    parent table), else of the table header."""
+    lines = _sections(text)
+    header = next((n for n, t, line in lines if t == table and line.startswith("[")), None)
+    if key is None:
+        return header
+    word = re.escape(key)
+    for n, t, line in lines:
+        if t == table and re.match(rf'^"?{word}"?\s*=', line):
+            return n
+    if "." in table:  # `keys = { X = 1 }` or `keys.X = 1` in [ocpp]
+        parent, _, child = table.rpartition(".")
+        for n, t, line in lines:
+            if t == parent and re.match(rf'^"?{re.escape(child)}"?\s*[.=]', line) and re.search(
+                rf'\b{word}"?\s*=', line
+            ):
+                return n
+    return header
 
 
 _KNOWN = {

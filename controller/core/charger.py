@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -1275,6 +1276,12 @@ def _reservation_view(r: Reservation | None) -> dict[str, Any] | None:
     return {"reservation_id": r.reservation_id, "id_tag": r.id_tag, "expiry": rfc3339(r.expiry)}
 
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("not a finite number")
+    return value
+
+
 def _lenient_json(text: str) -> Any:
     """JSON, also in the guide's own example form with unquoted keys ({currency:"EUR",...})."""
     try:
@@ -1290,7 +1297,7 @@ def _on_cost_updated(charger: Charger, data: Any) -> tuple[str, str | None]:
         cid = int(body["connectID"])
         cost = {
             "currency": str(body.get("currency", "")),
-            "total_cost": float(body["totalCost"]),
+            "total_cost": _finite(float(body["totalCost"])),
             "transaction_id": body.get("transactionId", body.get("TransactionId")),
             "method": body.get("method"),
         }

@@ -253,7 +253,7 @@ class _CentralChargePoint(ChargePoint):  # type: ignore[misc]
             if scripted is not None:
                 await self._send_scripted(message, scripted)
                 return
-        elif message.unique_id not in self._session.awaiting:
+        elif not isinstance(message.unique_id, str) or message.unique_id not in self._session.awaiting:
             return  # answer to a raw frame a test sent: recorded, nobody waits for it
         await super().route_message(raw_msg)
 
@@ -723,6 +723,8 @@ class CentralSystem:
     def _on_frame_in(self, session: _Session, frame: Frame, message: OcppMessage | None) -> None:
         if message is None:
             self._event(session.identity, "bad_frame", frame.text[:200])
+        elif not isinstance(message.unique_id, str):
+            pass  # e.g. the charger refusing a raw CALL whose id was not a string: nobody waits
         elif isinstance(message, Call):
             seq, now = self._recorder.next_stamp()
             payload = message.payload if isinstance(message.payload, dict) else {}

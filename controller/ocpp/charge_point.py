@@ -86,6 +86,10 @@ class EvseChargePoint(ChargePoint):
         if msg.message_type_id != MessageType.Call:
             self._response_queue.put_nowait(msg)
             return
+        if not _valid_unique_id(msg.unique_id) or not isinstance(msg.action, str):
+            # never execute a CALL we could not answer properly (OCPP-J 1.6 §4.1.3)
+            await self._send(call_error_frame(msg.unique_id, FORMATION_VIOLATION, "UniqueId must be a string of 1..36"))
+            return
         action = msg.action
         if not isinstance(action, str) or action not in OCPP16_ACTIONS:
             await self._send(call_error_frame(msg.unique_id, NOT_IMPLEMENTED, f"unknown action {action!r}"))
@@ -111,7 +115,9 @@ class EvseChargePoint(ChargePoint):
             frame = json.loads(raw_msg)
         except (ValueError, TypeError):
             frame = None
-        if isinstance(frame, list) and len(frame) >= 2 and isinstance(frame[1], str) and frame[0] == 2:
+        if isinstance(frame, list) and len(frame) >= 2 and _valid_unique_id(frame[1]) and frame[0] not in (3, 4):
+            # a CALL-like frame (or an unknown MessageTypeId) whose id we can read; answers
+            # to our own calls are never answered back
             await self._send(call_error_frame(frame[1], FORMATION_VIOLATION, str(error.description)))
         else:
             log.warning("unreadable frame ignored (%s): %.200r", error.__class__.__name__, raw_msg)
@@ -135,6 +141,10 @@ class EvseChargePoint(ChargePoint):
             code = "FormationViolation" if e.code == "FormatViolation" else e.code
             raise CallErrorReply(code, str(e.description)) from None
         return snake_to_camel_case(remove_nones(asdict(result)))
+
+
+def _valid_unique_id(unique_id: Any) -> bool:
+    return isinstance(unique_id, str) and 0 < len(unique_id) <= 36
 
 
 class _InternalError(OCPPError):

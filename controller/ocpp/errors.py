@@ -61,6 +61,6 @@ def code_for_schema_error(error: ValidationError) -> str:
     return _BY_KEYWORD.get(str(error.validator), FORMATION_VIOLATION)
 
 
-def call_error_frame(unique_id: str, code: str, detail: str | None = None) -> str:
+def call_error_frame(unique_id: Any, code: str, detail: str | None = None) -> str:
     details: dict[str, Any] = {"cause": detail} if detail else {}
     return json.dumps([4, unique_id, code, _DESCRIPTIONS.get(code, ""), details], separators=(",", ":"))
