@@ -554,9 +554,11 @@ class Charger:
         mode = self.keys.mac_auth_mode()
         if mode is None or not c.idle_plugged() or c.pending is not None or e.power is None:
             return
-        if mode == "pnc":
-            id_tag = e.power.contract_id
-        else:
+        id_tag = e.power.contract_id if mode == "pnc" else None
+        if not id_tag and (mode == "autocharge" or self.key_bool("AutoCharge")):
+            # PnC has priority over AutoCharge (guide, note 3); an EV without a contract
+            # still identifies by its MAC when AutoCharge is on too
+            mode = "autocharge"
             mac = "".join(ch for ch in (e.power.ev_mac or "").upper() if ch in "0123456789ABCDEF")
             id_tag = (self.keys.get("MacAddressPrefix") or "") + mac if mac else None
         if not id_tag:
@@ -642,7 +644,12 @@ class Charger:
                 return "Rejected"
             if not c.plugged and not no_ev_ok:
                 return "Rejected"
-            if not self._reservation_admits(c, id_tag, self.authorizer.parent_of(id_tag)):
+            reservation = self.reservations.on_connector(c.connector_id)
+            learn_parent = (  # OCPP 1.6 §5.13: Authorize tells the group; the start checks it
+                reservation is not None and reservation.parent_id_tag and authorize_first and self.online()
+                and self.authorizer.parent_of(id_tag) is None
+            )
+            if not learn_parent and not self._reservation_admits(c, id_tag, self.authorizer.parent_of(id_tag)):
                 return "Rejected"  # reserved for another idTag (R-TX 5)
             target: Connector | None = c
         else:

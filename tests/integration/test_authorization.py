@@ -234,11 +234,6 @@ async def test_r_auth_1_autocharge_ev_without_mac_waits_for_a_badge(csms, make_d
     assert start.payload["idTag"] == "CARD01"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PnC never falls back to AutoCharge: with ISO15118PnCEnabled and AutoCharge both true, "
-    "Charger._sampled_for_plug uses keys.mac_auth_mode() == 'pnc' only, so an EV that gives no "
-    "ISO 15118 contract id (most EVs) is not authorized by its MAC at all ('the EV gave no pnc "
-    "identity', no Authorize); the guide's Note3 gives PnC *priority* over AutoCharge, not exclusivity"))
 async def test_r_auth_1_pnc_and_autocharge_ev_without_contract_uses_its_mac(csms, make_daemon):
     d = await boot(make_daemon, csms, keys={"AutoCharge": True, "ISO15118PnCEnabled": True,
                                              "MacAddressPrefix": "VID:"})

@@ -326,12 +326,6 @@ async def test_r_res_tc_053_reserved_connector_used_by_a_member_of_the_parent_gr
     assert start.payload["reservationId"] == 81
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RemoteStartTransaction of a parentIdTag group member on a connector reserved with that "
-    "parentIdTag is Rejected at once: Charger._remote_start checks _reservation_admits with "
-    "authorizer.parent_of(idTag) (local list/cache only) before any Authorize, although "
-    "AuthorizeRemoteTxRequests is true; OCPP 1.6 §5.13 says the Charge Point SHALL send an "
-    "Authorize.req to learn the parentIdTag of an idTag not in its list or cache"))
 async def test_r_res_tc_053_remote_start_by_a_member_of_the_parent_group(daemon, csms):
     mark = csms.mark()
     assert await reserve(csms, 1, "RESERVER", 83, parent="GROUP1") == "Accepted"

@@ -310,8 +310,18 @@ def test_r_auth_1_pnc_wins_over_autocharge_when_both_are_on(make_rig):
     assert rig.session(1).id_tag == "VID:AABBCCDDEEFF"
 
 
-def test_r_auth_1_pnc_without_contract_id_does_not_fall_back_to_the_mac(make_rig):
+def test_r_auth_1_pnc_without_contract_id_falls_back_to_the_mac(make_rig):
+    """PnC has priority over AutoCharge (guide note 3), it does not switch it off."""
     rig = make_rig(ISO15118PnCEnabled=True, AutoCharge=True)
+    rig.boot()
+    rig.ev_mac[1] = "AA:BB:CC:DD:EE:FF"
+    mark = rig.mark()
+    rig.plug(1)
+    assert [m.payload for m in rig.sent("Authorize", mark)] == [{"idTag": "AABBCCDDEEFF"}]
+
+
+def test_r_auth_1_pnc_only_without_contract_id_waits_for_another_mode(make_rig):
+    rig = make_rig(ISO15118PnCEnabled=True, AutoCharge=False)
     rig.boot()
     rig.ev_mac[1] = "AA:BB:CC:DD:EE:FF"
     mark = rig.mark()
