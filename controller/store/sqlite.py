@@ -181,9 +181,24 @@ _MIGRATION_2: list[str] = [
     """,
 ]
 
+# Installed charging profiles (R-SC 2): the SetChargingProfile.req profile as
+# received (camelCase JSON), with the columns ClearChargingProfile filters on.
+_MIGRATION_3: list[str] = [
+    """
+    CREATE TABLE charging_profiles (
+        profile_id    INTEGER PRIMARY KEY NOT NULL,
+        connector_id  INTEGER NOT NULL CHECK (connector_id >= 0),
+        purpose       TEXT NOT NULL,
+        stack_level   INTEGER NOT NULL CHECK (stack_level >= 0),
+        profile       TEXT NOT NULL
+    )
+    """,
+]
+
 MIGRATIONS: list[Migration] = [
     _MIGRATION_1,
     _MIGRATION_2,
+    _MIGRATION_3,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -989,6 +1004,36 @@ class Store:
             return conn.execute(
                 "DELETE FROM reservations WHERE reservation_id = ?", (reservation_id,)
             ).rowcount == 1
+
+    # ----------------------------------------------------------- charging profiles
+
+    def charging_profiles(self) -> list[tuple[int, dict[str, Any]]]:
+        """(connector id, profile as received) of every installed profile, by profile id."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT connector_id, profile FROM charging_profiles ORDER BY profile_id"
+            ).fetchall()
+        return [(cid, json.loads(text)) for cid, text in rows]
+
+    def replace_charging_profiles(self, remove_ids: Iterable[int], put: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        """Remove some profiles and install others, in one transaction."""
+        rows = [
+            (
+                _as_int(p["chargingProfileId"], "chargingProfileId"), _as_int(cid, "connector_id"),
+                str(p["chargingProfilePurpose"]), _as_int(p["stackLevel"], "stackLevel"),
+                json.dumps(p, separators=(",", ":"), allow_nan=False),
+            )
+            for cid, p in put
+        ]
+        with self._write("saving charging profiles") as conn:
+            conn.executemany(
+                "DELETE FROM charging_profiles WHERE profile_id = ?", [(_as_int(i, "profile_id"),) for i in remove_ids]
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO charging_profiles "
+                "(profile_id, connector_id, purpose, stack_level, profile) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
 
 # ---------------------------------------------------------------------------
