@@ -35,6 +35,8 @@ from .keys import ChangeResult, KeyStore, limit_keys
 from .meter_values import sampled_values
 from .models import ModelProfile
 from .outbox import Drop, after_error
+from .limits import ProfileError
+from .profiles import ConnectorView, ProfileBook
 from .reservations import Reservation, ReservationBook
 from .timefmt import parse_rfc3339, rfc3339
 
@@ -106,6 +108,7 @@ class Charger:
         self._timers: dict[str, float] = {}
         self.authorizer = Authorizer(keys, store, clock.wall)
         self.reservations = ReservationBook(store)
+        self.profiles = ProfileBook(keys, store)
         self._out: list[cmd.Command] = []
         ids = {**DEFAULT_VENDOR_IDS, **(vendor_ids or {})}
         self.vendor_handlers: dict[str, dict[str, VendorHandler]] = {
@@ -156,6 +159,7 @@ class Charger:
         method(event)
         self._fire_due_timers()
         self._refresh_status()
+        self._apply_limits()
         return self.take_commands()
 
     def _on_Tick(self, _: ev.Tick) -> None:
@@ -170,6 +174,7 @@ class Charger:
                 self.connectors[cid].operative = operative
         self.reservations.load()
         self._schedule_reservation_expiry()
+        self.profiles.load()
         clean = self.store.last_run_was_clean()
         for rec in self.store.open_transactions():
             c = self.connectors.get(rec.connector_id)
@@ -315,6 +320,8 @@ class Charger:
             self._schedule_heartbeat()
         elif kind == "remote":
             self._remote_expired(arg)
+        elif kind == "limits":
+            pass  # a profile period boundary: _apply_limits runs after every step
         elif kind == "reservation":
             for r in self.reservations.expired(self.clock.wall()):
                 log.info("reservation %s for %s expired", r.reservation_id, r.id_tag)
@@ -742,6 +749,9 @@ class Charger:
         c.session = Session(rec.local_id, pending.id_tag, meter_start, self.now())
         c.session.parent_id_tag = pending.parent_id_tag
         c.session.reservation_id = reservation_id
+        c.session.started_wall = self.clock.wall()
+        if pending.charging_profile is not None:  # RemoteStartTransaction's TxProfile (R-SC)
+            self.profiles.install_for_transaction(c.connector_id, pending.charging_profile, self.clock.wall())
         c.pending = None
         c.cost = None
         self._timers.pop(f"remote:{c.connector_id}", None)
@@ -786,6 +796,7 @@ class Charger:
         c.session = None
         c.finishing = c.plugged
         c.power_w = 0.0
+        self.profiles.end_of_transaction(c.connector_id)
         if c.scheduled_operative is not None:
             c.operative, c.scheduled_operative = c.scheduled_operative, None
         self.emit(cmd.WakeOutbox())
@@ -931,6 +942,32 @@ class Charger:
                 return r
         return None if self._reservation_admits(c, pending.id_tag, pending.parent_id_tag) else False
 
+    def _view(self, c: Connector) -> ConnectorView:
+        s = c.session
+        running = s is not None and not s.stopping
+        return ConnectorView(
+            c.connector_id, c.connector_type, c.max_power_w, c.voltage_v,
+            s.started_wall if running and s is not None else None,
+            s.transaction_id if running and s is not None else None,
+        )
+
+    def _apply_limits(self) -> None:
+        """Give each power stage the limit in force; arm one timer for the next change (R-SC 6)."""
+        wall = self.clock.wall()
+        soonest: datetime | None = None
+        for c in self.connectors.values():
+            power, nxt = self.profiles.setpoint(self._view(c), wall)
+            if power != c.limit_w:
+                c.limit_w = power
+                log.info("connector %s set-point %s", c.connector_id, "max" if power is None else f"{power:.0f} W")
+                self.emit(cmd.SetPowerLimit(c.connector_id, power))
+            if nxt is not None and (soonest is None or nxt < soonest):
+                soonest = nxt
+        if soonest is None:
+            self._timers.pop("limits", None)
+        else:
+            self._timers["limits"] = self.now() + max(0.0, (soonest - wall).total_seconds())
+
     def _schedule_reservation_expiry(self) -> None:
         nxt = self.reservations.next_expiry()
         if nxt is None:
@@ -986,6 +1023,7 @@ class Charger:
         reply = handler(payload)
         self._fire_due_timers()
         self._refresh_status()
+        self._apply_limits()
         return reply
 
     def handles(self, action: str) -> bool:
@@ -1026,7 +1064,23 @@ class Charger:
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
         if self.leaving or not self.online():  # not while Pending (OCPP 1.6 §4.2)
             return {"status": "Rejected"}
-        return {"status": self._remote_start(p)}
+        raw = p.get("chargingProfile")
+        if raw is not None:
+            cid = p.get("connectorId") or 1
+            c = self.connectors.get(cid)
+            try:  # TC_060: only a TxProfile, and only on a connector that takes profiles
+                self.profiles.parse(cid, raw, self.clock.wall(), ("TxProfile",))
+            except ProfileError as e:
+                log.warning("RemoteStartTransaction refused: its charging profile %s", e)
+                return {"status": "Rejected"}
+            if c is not None and c.connector_type == "CHAdeMO" and p.get("connectorId"):
+                return {"status": "Rejected"}
+        status = self._remote_start(p)
+        if status == "Accepted" and raw is not None:
+            _, pending = self._find_pending(p.get("connectorId") or 0, p["idTag"])
+            if pending is not None:
+                pending.charging_profile = raw
+        return {"status": status}
 
     def _req_RemoteStopTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
         for c in self.connectors.values():
@@ -1060,6 +1114,31 @@ class Charger:
             for target_id in [cid] if cid != 0 else [0, *self.connectors]:
                 self.store.set_availability(target_id, "Operative" if operative else "Inoperative")
         return {"status": "Scheduled" if scheduled else "Accepted"}
+
+    def _req_SetChargingProfile(self, p: dict[str, Any]) -> dict[str, Any]:
+        cid = p["connectorId"]
+        c = self.connectors.get(cid)
+        status = self.profiles.install(cid, p["csChargingProfiles"], self.clock.wall(), self._view(c) if c else None)
+        log.info("SetChargingProfile %s on connector %s: %s", p["csChargingProfiles"].get("chargingProfileId"), cid, status)
+        return {"status": status}
+
+    def _req_ClearChargingProfile(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"status": self.profiles.clear(p)}
+
+    def _req_GetCompositeSchedule(self, p: dict[str, Any]) -> dict[str, Any]:
+        cid = p["connectorId"]
+        if cid != 0 and cid not in self.connectors:
+            return {"status": "Rejected"}
+        wall = self.clock.wall()
+        if cid == 0:
+            volts = max((c.voltage_v for c in self.connectors.values()), default=0.0)
+            view = ConnectorView(0, "station", self.model.max_power_kw * 1000.0, volts, None, None)
+        else:
+            view = self._view(self.connectors[cid])
+        schedule = self.profiles.composite(view, wall, p["duration"], p.get("chargingRateUnit"))
+        return {
+            "status": "Accepted", "connectorId": cid, "scheduleStart": rfc3339(wall), "chargingSchedule": schedule,
+        }
 
     def _req_ClearCache(self, _: dict[str, Any]) -> dict[str, Any]:
         self.authorizer.clear_cache()
@@ -1227,6 +1306,8 @@ class Charger:
                 "error": _fault_view(c.faults or self.station_faults),
                 "operative": c.operative,
                 "reservation": _reservation_view(self.reservations.on_connector(c.connector_id)),
+                "limit_w": c.limit_w,  # the charging-profile set-point (None = connector maximum)
+                "offered_w": round(c.offered_w),
             })
         return {
             "link": self.link,

@@ -46,6 +46,14 @@ class DisablePower:
 
 
 @dataclass(frozen=True, slots=True)
+class SetPowerLimit:
+    """The charging-profile limit in force for a connector (None = its own maximum)."""
+
+    connector_id: int
+    power_w: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class SetClock:
     """Set the wall clock from the CSMS's currentTime."""
 
@@ -64,4 +72,6 @@ class Restart:
     kind: str  # "soft" | "hard" | "power_lost"
 
 
-Command = SendCall | WakeOutbox | Sample | EnablePower | DisablePower | SetClock | SetPingInterval | Restart
+Command = (
+    SendCall | WakeOutbox | Sample | EnablePower | DisablePower | SetPowerLimit | SetClock | SetPingInterval | Restart
+)

@@ -47,6 +47,7 @@ class Session:
     reported_wh: int = 0
     parent_id_tag: str | None = None
     reservation_id: int | None = None
+    started_wall: Any = None  # aware datetime: Relative charging profiles count from it
 
 
 @dataclass
@@ -59,6 +60,7 @@ class PendingStart:
     authorize_first: bool = False
     authorized: bool = False
     parent_id_tag: str | None = None  # learnt from the CSMS or the local list/cache
+    charging_profile: dict[str, Any] | None = None  # TxProfile of a RemoteStartTransaction
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Connector:
     last_meter: Any = None
     cost: dict[str, Any] | None = None
     reserved: bool = False  # held by a reservation (its own, or the station's last free one)
+    limit_w: float | None = None  # the set-point last given to the power stage
 
     def has_error(self) -> bool:
         return any(sev == "error" for sev in self.faults.values())

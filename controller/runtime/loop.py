@@ -167,6 +167,8 @@ class Runtime:
                 self._hw(c.connector_id, lambda c=c: self._power(c.connector_id, True))
             elif isinstance(c, cmd.DisablePower):
                 self._hw(c.connector_id, lambda c=c: self._power(c.connector_id, False))
+            elif isinstance(c, cmd.SetPowerLimit):
+                self._hw(c.connector_id, lambda c=c: self._limit(c.connector_id, c.power_w))
             elif isinstance(c, cmd.SetClock):
                 self.clock.set_wall(c.wall)
             elif isinstance(c, cmd.SetPingInterval):
@@ -228,6 +230,12 @@ class Runtime:
         except hw.DriverError as e:
             log.error("power stage %s of connector %s failed: %s", "enable" if on else "disable", cid, e)
             self.dispatch(ev.FaultRaised("0x200002", cid))
+
+    async def _limit(self, cid: int, power_w: float | None) -> None:
+        try:
+            await self.drivers["power"].set_limit(cid, power_w)
+        except hw.DriverError as e:
+            log.error("power stage of connector %s refused the set-point %s: %s", cid, power_w, e)
 
     # ------------------------------------------------------------ leaving
     async def drain(self, timeout_s: float) -> bool:
