@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import __version__, config
 from .rig import client
 
 log = logging.getLogger("evsectl")
@@ -24,6 +24,7 @@ log = logging.getLogger("evsectl")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="evsectl", description="DC fast charger controller (OCPP 1.6-J)")
     p.add_argument("--config", help="settings file (default: $EVSECTL_CONFIG or /etc/evsectl/evsectl.toml)")
+    p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the charger daemon in the foreground")
