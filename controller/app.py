@@ -24,9 +24,12 @@ from . import __version__
 from .config import Settings, seed_values
 from .core.charger import Charger, Identity
 from .core.keys import KeyStore
+from .diagnostics import attach_file_logs
 from .ocpp.link import CsmsLink, error_code_of
 from .rig.server import ControlServer
+from .firmware import installer
 from .runtime.clock import SimClock, SystemClock
+from .runtime.maintenance import MaintenanceRunner
 from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .store.sqlite import Store
 
@@ -51,6 +54,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self.control: ControlServer | None = None
         self.link: CsmsLink | None = None
+        self.maintenance: MaintenanceRunner | None = None
 
     async def open(self) -> None:
         s = self.settings
@@ -60,6 +64,7 @@ class Daemon:
             self.store = Store.open(s.state_dir / DB_NAME)
         except StoreError as e:
             raise StartupError(str(e)) from None
+        attach_file_logs(s.state_dir)
         keys = KeyStore(s.model.key_values(), seeds=seed_values(s), persisted=self.store.keys())
         for warning in keys.warnings:
             log.warning("configuration: %s", warning)
@@ -94,6 +99,10 @@ class Daemon:
             await self.control.start()
         except OSError as e:
             raise StartupError(f"cannot open the control socket {s.control_socket}: {e}") from None
+        self.maintenance = MaintenanceRunner(
+            self.runtime, state_dir=s.state_dir, settings_path=s.path.resolve(), trial_s=s.firmware_trial_s
+        )
+        self.runtime.maintenance = self.maintenance
         self.link = CsmsLink(
             self.runtime, self.runtime, keys,
             response_timeout_s=s.response_timeout_s, reconnect_max_s=s.reconnect_max_s,
@@ -149,7 +158,7 @@ class Daemon:
         if self.control is not None:
             await self.control.close()
         if self.store is not None:
-            if kind not in ("power_lost", "forced"):
+            if kind not in ("power_lost", "forced", "startup_failed"):
                 self.store.mark_stopped()
             self.store.close()
 
@@ -161,11 +170,20 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
     except StartupError:
         await daemon.close("startup_failed")
         raise
+    assert daemon.maintenance is not None
+    rollback = daemon.maintenance.check_trial()
+    if rollback is not None:
+        await daemon.close("rollback")
+        _exec(rollback)
     kind = await daemon.run(on_ready)
     log.info("leaving: %s", kind)
     platform = daemon.runtime.drivers.get("platform") if daemon.runtime else None
     await daemon.close(kind)
-    if kind == "soft":
+    if kind == "firmware":
+        installer.exec_release(daemon.maintenance.next_release, daemon.maintenance.run_args())
+    elif kind == "rollback" and daemon.maintenance.rollback_command:
+        _exec(daemon.maintenance.rollback_command)
+    elif kind == "soft":
         reexec()
     elif kind == "hard" and platform is not None:
         try:
@@ -174,6 +192,13 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
             log.error("hard reset: the platform could not reboot: %s", e)
             return 1
     return 0
+
+
+def _exec(command: list[str]) -> None:
+    log.warning("starting %s", " ".join(command))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os.execv(command[0], command)
 
 
 def setup_logging(level: str) -> None:

@@ -60,6 +60,7 @@ class Settings:
     response_timeout_s: float = 30.0
     reconnect_max_s: float = 60.0
     sim_clock: bool = False
+    firmware_trial_s: float = 300.0
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -109,6 +110,7 @@ _KNOWN = {
     "drivers": {*DRIVER_KINDS, "options"},
     "rig": {"control_socket", "sim_clock"},
     "log": {"level"},
+    "firmware": {"trial_s"},
 }
 
 
@@ -183,6 +185,9 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
             raise fail("drivers.options", kind, f"must be a table named after a driver kind {DRIVER_KINDS}")
     socket_path = Path(get("rig", "control_socket", str, str(default_runtime_dir() / "control.sock")))
     sim_clock = get("rig", "sim_clock", bool, False)
+    trial_s = get("firmware", "trial_s", (int, float), 300)  # type: ignore[arg-type]
+    if not 10 <= trial_s <= 3600:
+        raise fail("firmware", "trial_s", "must be 10..3600 seconds")
     level = get("log", "level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail("log", "level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -190,7 +195,7 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
         path=path, model=model, serial_number=serial, state_dir=state_dir, supervision_url=url,
         box_identifier=box, keys=keys, vendor_ids=dict(vendor_ids), drivers=drivers,
         driver_options={k: dict(v) for k, v in options.items()}, control_socket=socket_path,
-        log_level=level, response_timeout_s=float(timeout), reconnect_max_s=float(reconnect_max), sim_clock=sim_clock, raw=data,
+        log_level=level, response_timeout_s=float(timeout), reconnect_max_s=float(reconnect_max), sim_clock=sim_clock, firmware_trial_s=float(trial_s), raw=data,
     )
     _check_keys(settings, text, fail)
     return settings

@@ -36,11 +36,14 @@ from .meter_values import sampled_values
 from .models import ModelProfile
 from .outbox import Drop, after_error
 from .limits import ProfileError
+from .maintenance import Maintenance
 from .profiles import ConnectorView, ProfileBook
 from .reservations import Reservation, ReservationBook
 from .timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
+#: the persistent security log (a separate file, see controller.diagnostics)
+security_log = logging.getLogger("evsectl.security")
 
 LIVE_SAMPLE_S = 1.0
 #: DTCs that are also security events (R-STATUS 3)
@@ -109,6 +112,11 @@ class Charger:
         self.authorizer = Authorizer(keys, store, clock.wall)
         self.reservations = ReservationBook(store)
         self.profiles = ProfileBook(keys, store)
+        self.maintenance = Maintenance(
+            send=self.send, emit=self.emit, wall=clock.wall, monotonic=clock.monotonic, timers=self._timers,
+            busy=lambda: any(c.session is not None for c in self.connectors.values()),
+            box_identifier=lambda: str(self.keys.get("BoxIdentifier") or "charger"),
+        )
         self._out: list[cmd.Command] = []
         ids = {**DEFAULT_VENDOR_IDS, **(vendor_ids or {})}
         self.vendor_handlers: dict[str, dict[str, VendorHandler]] = {
@@ -158,6 +166,7 @@ class Charger:
             raise TypeError(f"charger core cannot handle {event!r}")
         method(event)
         self._fire_due_timers()
+        self.maintenance.step()
         self._refresh_status()
         self._apply_limits()
         return self.take_commands()
@@ -194,6 +203,7 @@ class Charger:
             c.session.reported_wh = rec.last_meter_wh
             self.emit(cmd.Sample(c.connector_id, "stop"))
         self.store.mark_running()
+        security_log.info("StartupOfTheDevice firmware %s", self.identity.firmware_version)
         if self.store.count():
             self.emit(cmd.WakeOutbox())
 
@@ -276,6 +286,7 @@ class Charger:
                 reporter.reported = None  # report every connector afresh
             self.emit(cmd.WakeOutbox())
             log.info("BootNotification accepted")
+            self.maintenance.boot_accepted()
         else:
             self.link = "pending" if status == "Pending" else "rejected"
             delay = boot_retry_delay(interval if isinstance(interval, int) else None)
@@ -320,6 +331,8 @@ class Charger:
             self._schedule_heartbeat()
         elif kind == "remote":
             self._remote_expired(arg)
+        elif kind == "firmware":
+            self.maintenance.fire()
         elif kind == "limits":
             pass  # a profile period boundary: _apply_limits runs after every step
         elif kind == "reservation":
@@ -485,6 +498,8 @@ class Charger:
                 if c.session is not None:
                     self._stop(c, reason)
                 c.pending = None
+        if dtc.code in TAMPER_DTCS:
+            security_log.info("TamperDetectionActivated %s %s", dtc.code, dtc.description)
         if dtc.code in TAMPER_DTCS and self.key_bool("SecurityEventsEnabled"):
             self.send(
                 "SecurityEventNotification",
@@ -718,7 +733,7 @@ class Charger:
 
     def _sampled_for_start(self, c: Connector, e: ev.Sampled) -> None:
         pending = c.pending
-        if self.leaving:
+        if self.leaving or self.maintenance.installing:
             c.pending = None  # a badge or plug while we stop everything to restart
             return
         if pending is None or c.session is not None or not c.idle_plugged():
@@ -1062,7 +1077,7 @@ class Charger:
                     self._schedule_samples(c, "periodic" if "aligned" not in key else "clock")
 
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
-        if self.leaving or not self.online():  # not while Pending (OCPP 1.6 §4.2)
+        if self.leaving or self.maintenance.installing or not self.online():  # not while Pending (§4.2)
             return {"status": "Rejected"}
         raw = p.get("chargingProfile")
         if raw is not None:
@@ -1220,6 +1235,8 @@ class Charger:
         return self.take_commands()
 
     def _leave(self, kind: str, reason: str) -> None:
+        if kind in ("soft", "hard"):
+            security_log.info("ResetOrReboot %s reset requested", kind)
         self.resetting = kind
         self.leaving = True
         for c in self.connectors.values():
@@ -1259,12 +1276,51 @@ class Charger:
             for target in [cid] if cid else list(self.connectors):
                 self.emit(cmd.Sample(target, "trigger"))
         elif what == "DiagnosticsStatusNotification":
-            self.send("DiagnosticsStatusNotification", {"status": "Idle"}, triggered=True)
+            self.maintenance.trigger_diagnostics()
         elif what == "FirmwareStatusNotification":
-            self.send("FirmwareStatusNotification", {"status": "Idle"}, triggered=True)
+            self.maintenance.trigger_firmware()
         else:
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}
+
+    def _req_ExtendedTriggerMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        """R-TRIG: the security extension's triggers (FirmwareStatusNotification here means
+        SignedFirmwareStatusNotification)."""
+        what, cid = p["requestedMessage"], p.get("connectorId")
+        if cid is not None and cid != 0 and cid not in self.connectors:
+            return {"status": "Rejected"}
+        if what == "LogStatusNotification":
+            self.maintenance.trigger_log()
+        elif what == "FirmwareStatusNotification":
+            status = self.maintenance._current_firmware_status()
+            self.send("SignedFirmwareStatusNotification", {"status": status}, triggered=True)
+        elif what in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification"):
+            basic = {"requestedMessage": what, **({"connectorId": cid} if cid is not None else {})}
+            return self._req_TriggerMessage(basic)
+        else:  # SignChargePointCertificate comes with the security profiles
+            return {"status": "NotImplemented"}
+        return {"status": "Accepted"}
+
+    def _req_UpdateFirmware(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.maintenance.update_firmware(p)
+
+    def _req_GetDiagnostics(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.maintenance.get_diagnostics(p)
+
+    def _req_GetLog(self, p: dict[str, Any]) -> dict[str, Any]:
+        return self.maintenance.get_log(p)
+
+    def _on_FirmwareTrial(self, e: ev.FirmwareTrial) -> None:
+        self.maintenance.trial = e.state
+
+    def _on_FirmwareDownloaded(self, e: ev.FirmwareDownloaded) -> None:
+        self.maintenance.firmware_downloaded(e.ok, e.path, e.error)
+
+    def _on_FirmwareInstallFailed(self, e: ev.FirmwareInstallFailed) -> None:
+        self.maintenance.firmware_install_failed(e.error)
+
+    def _on_UploadFinished(self, e: ev.UploadFinished) -> None:
+        self.maintenance.upload_finished(e.kind, e.request_id, e.ok, e.error)
 
     def _send_boot_trigger(self) -> None:
         payload = {

@@ -54,6 +54,42 @@ class SetPowerLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class DownloadFirmware:
+    """Fetch the firmware artifact; answer with ``FirmwareDownloaded``."""
+
+    location: str
+    retries: int
+    retry_interval_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstallFirmware:
+    """Install the downloaded artifact and switch to it (the process leaves on success);
+    answer ``FirmwareInstallFailed`` otherwise."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFirmware:
+    """The firmware trial is over (confirmed, or its failure reported): clear the marker."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadBundle:
+    """Build a diagnostics / log bundle for the window and upload it; answer ``UploadFinished``."""
+
+    kind: str  # "diagnostics" | "DiagnosticsLog" | "SecurityLog"
+    location: str
+    file_name: str
+    start: str | None
+    stop: str | None
+    retries: int
+    retry_interval_s: int
+    request_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SetClock:
     """Set the wall clock from the CSMS's currentTime."""
 
@@ -74,4 +110,5 @@ class Restart:
 
 Command = (
     SendCall | WakeOutbox | Sample | EnablePower | DisablePower | SetPowerLimit | SetClock | SetPingInterval | Restart
+    | DownloadFirmware | InstallFirmware | CommitFirmware | UploadBundle
 )

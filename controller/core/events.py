@@ -120,3 +120,31 @@ class Sampled:
     meter: Any | None
     power: Any | None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareTrial:
+    """At start: this run is a new firmware on trial ("pending"), or the old one back
+    after a failed trial ("rolled_back")."""
+
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareDownloaded:
+    ok: bool
+    path: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareInstallFailed:
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadFinished:
+    kind: str
+    request_id: int | None
+    ok: bool
+    error: str | None = None

@@ -62,6 +62,7 @@ class Runtime:
         self.clock = clock
         self._error_code_of = error_code_of
         self.link: LinkPort | None = None
+        self.maintenance: Any = None  # controller.runtime.maintenance.MaintenanceRunner
         self._deferred: list[cmd.Command] | None = None
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Queue[Callable[[], Awaitable[None]]]] = {}
@@ -174,6 +175,11 @@ class Runtime:
             elif isinstance(c, cmd.SetPingInterval):
                 if self.link is not None:
                     self.link.set_ping_interval(c.interval_s)
+            elif isinstance(c, cmd.DownloadFirmware | cmd.InstallFirmware | cmd.CommitFirmware | cmd.UploadBundle):
+                if self.maintenance is None:
+                    log.error("no maintenance runner: %s ignored", c)
+                else:
+                    self.maintenance.execute(c)
             elif isinstance(c, cmd.Restart):
                 if not self.leaving.done():
                     self.leaving.set_result(c.kind)

@@ -220,7 +220,7 @@ CASES = [
     Case("unknown_action", '[2,"{id}","FooBar",{}]', "NotImplemented"),
     Case(
         "known_unhandled_action",
-        '[2,"{id}","GetDiagnostics",{"location":"ftp://example.com/diag","retries":1}]',
+        '[2,"{id}","GetInstalledCertificateIds",{"certificateType":"CentralSystemRootCertificate"}]',
         "NotSupported",
     ),
     Case(

@@ -1,0 +1,147 @@
+"""The daemon's log files and the bundles uploaded for GetDiagnostics and GetLog (R-FW 1, R-OPSYS 3).
+
+Owns where logs go on disk (``<state>/logs/evsectl.log``, rotated, and the separate,
+persistent security log ``<state>/logs/security.log``), the UTC ISO-8601 line format
+that makes them filterable by time, and :func:`build_bundle`: a tar.gz with the log
+lines of a time window, the settings with secrets removed, a state summary and the
+versions of everything that matters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import logging.handlers
+import platform
+import re
+import sys
+import tarfile
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .core.timefmt import parse_rfc3339
+
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)s %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+SECURITY_LOGGER = "evsectl.security"
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ")
+_SECRET_KEYS = re.compile(r"(?im)^(\s*\"?(?:AuthorizationKey|basic_auth_password|password)\"?\s*=\s*).*$")
+_URL_PASSWORD = re.compile(r"(//[^/:@\s]+:)[^@/\s]+@")
+
+
+def log_dir(state_dir: Path) -> Path:
+    return state_dir / "logs"
+
+
+def _formatter() -> logging.Formatter:
+    f = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    f.converter = time.gmtime
+    return f
+
+
+_attached: set[Path] = set()
+
+
+def attach_file_logs(state_dir: Path) -> None:
+    """Log to rotating files in the state directory besides stderr (the journal); once per directory."""
+    directory = log_dir(state_dir)
+    if directory.resolve() in _attached:
+        return
+    _attached.add(directory.resolve())
+    directory.mkdir(parents=True, exist_ok=True, mode=0o750)
+    main = logging.handlers.RotatingFileHandler(directory / "evsectl.log", maxBytes=2_000_000, backupCount=5)
+    main.setFormatter(_formatter())
+    logging.getLogger().addHandler(main)
+    security = logging.handlers.RotatingFileHandler(directory / "security.log", maxBytes=1_000_000, backupCount=10)
+    security.setFormatter(_formatter())
+    sec_logger = logging.getLogger(SECURITY_LOGGER)
+    sec_logger.addHandler(security)
+    sec_logger.setLevel(logging.INFO)
+
+
+def _files(directory: Path, stem: str) -> list[Path]:
+    """The log file and its rotations, oldest first."""
+    rotated = sorted(directory.glob(f"{stem}.log.*"), key=lambda p: -int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+    current = directory / f"{stem}.log"
+    return [*rotated, *([current] if current.exists() else [])]
+
+
+def lines_in_window(files: list[Path], start: datetime | None, stop: datetime | None) -> str:
+    """Log lines whose timestamp is within [start, stop]; continuation lines follow their line."""
+    out: list[str] = []
+    keep = False
+    for path in files:
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        for line in text.splitlines(keepends=True):
+            m = _STAMP.match(line)
+            if m:
+                try:
+                    at = parse_rfc3339(m.group(1))
+                except ValueError:
+                    at = None
+                keep = at is None or ((start is None or at >= start) and (stop is None or at <= stop))
+            if keep:
+                out.append(line)
+    return "".join(out)
+
+
+def redact_settings(text: str) -> str:
+    """The settings file without secrets (R-SEC 5): passwords, AuthorizationKey, URL credentials."""
+    return _URL_PASSWORD.sub(r"\1***@", _SECRET_KEYS.sub(r"\1\"***\"", text))
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("evsectl", "ocpp", "websockets", "jsonschema", "pymodbus", "pyscard", "gpiozero", "pygame"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _window(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parse_rfc3339(value)
+    except ValueError:
+        return None
+
+
+def build_bundle(
+    dest: Path, *, kind: str, state_dir: Path, settings_path: Path | None, summary: dict[str, Any],
+    start: str | None, stop: str | None,
+) -> Path:
+    """Write the tar.gz for GetDiagnostics ("diagnostics"/"DiagnosticsLog") or GetLog "SecurityLog"."""
+    directory = log_dir(state_dir)
+    lo, hi = _window(start), _window(stop)
+    members: dict[str, bytes] = {}
+    if kind == "SecurityLog":
+        members["security.log"] = lines_in_window(_files(directory, "security"), lo, hi).encode()
+    else:
+        members["evsectl.log"] = lines_in_window(_files(directory, "evsectl"), lo, hi).encode()
+        members["security.log"] = lines_in_window(_files(directory, "security"), lo, hi).encode()
+        if settings_path is not None:
+            try:
+                members["evsectl.toml"] = redact_settings(settings_path.read_text(errors="replace")).encode()
+            except OSError:
+                pass
+        members["state.json"] = json.dumps(summary, indent=1, default=str).encode()
+    members["versions.json"] = json.dumps(versions(), indent=1).encode()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(dest, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = int(time.time())
+            info.mode = 0o640
+            tar.addfile(info, io.BytesIO(data))
+    return dest
