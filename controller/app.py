@@ -106,6 +106,7 @@ class Daemon:
         self.link = CsmsLink(
             self.runtime, self.runtime, keys,
             response_timeout_s=s.response_timeout_s, reconnect_max_s=s.reconnect_max_s,
+            security=core.security, report=self.runtime.dispatch,
         )
 
     async def run(self, on_ready: Callable[[], None] | None = None) -> str:

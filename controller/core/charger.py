@@ -51,6 +51,8 @@ TAMPER_DTCS = frozenset({"0x10020C", "0x10020E", "0x200204", "0x20020B"})
 #: DTCs whose StopTransaction reason is more precise than Other
 STOP_REASONS = {"0x100202": "EmergencyStop", "0x200202": "EmergencyStop", "0x100211": "PowerLoss"}
 METER_FAILURE_DTC = "0x10020F"
+#: connection attempts with a new security profile before falling back to the last good one
+PROFILE_ATTEMPTS = 3
 
 
 class Clock(Protocol):
@@ -85,6 +87,7 @@ class Charger:
         identity: Identity,
         vendor_ids: dict[str, str] | None = None,
         rand: Callable[[], float] = lambda: 0.5,
+        security: Any = None,
     ) -> None:
         self.model = model
         self.keys = keys
@@ -108,6 +111,9 @@ class Charger:
         self.power_lost = False
         self.leaving = False  # a reset, shutdown or power fail has begun: nothing new starts
         self.boot_failures = 0
+        self.security = security  # controller.security.certs.CertificateStore, injected
+        self.profile_failures = 0
+        self.cert_sign_retries = 0
         self._timers: dict[str, float] = {}
         self.authorizer = Authorizer(keys, store, clock.wall)
         self.reservations = ReservationBook(store)
@@ -203,7 +209,7 @@ class Charger:
             c.session.reported_wh = rec.last_meter_wh
             self.emit(cmd.Sample(c.connector_id, "stop"))
         self.store.mark_running()
-        security_log.info("StartupOfTheDevice firmware %s", self.identity.firmware_version)
+        self.security_event("StartupOfTheDevice", f"firmware {self.identity.firmware_version}")
         if self.store.count():
             self.emit(cmd.WakeOutbox())
 
@@ -331,6 +337,9 @@ class Charger:
             self._schedule_heartbeat()
         elif kind == "remote":
             self._remote_expired(arg)
+        elif kind == "certsign":
+            self.cert_sign_retries += 1
+            self.sign_certificate()
         elif kind == "firmware":
             self.maintenance.fire()
         elif kind == "limits":
@@ -389,6 +398,7 @@ class Charger:
         if (
             c.pending is None and self.remote_any is not None and c.idle_plugged()
             and self._reservation_admits(c, self.remote_any.id_tag, self.remote_any.parent_id_tag)
+            and not (self.remote_any.charging_profile is not None and c.connector_type == "CHAdeMO")
         ):  # a connector reserved for someone else does not take a remote start for "any connector"
             c.pending, self.remote_any = self.remote_any, None
             self._timers.pop("remote:any", None)
@@ -499,12 +509,7 @@ class Charger:
                     self._stop(c, reason)
                 c.pending = None
         if dtc.code in TAMPER_DTCS:
-            security_log.info("TamperDetectionActivated %s %s", dtc.code, dtc.description)
-        if dtc.code in TAMPER_DTCS and self.key_bool("SecurityEventsEnabled"):
-            self.send(
-                "SecurityEventNotification",
-                {"type": "TamperDetectionActivated", "timestamp": self.stamp(), "techInfo": dtc.code},
-            )
+            self.security_event("TamperDetectionActivated", f"{dtc.code} {dtc.description}")
 
     def _on_FaultCleared(self, e: ev.FaultCleared) -> None:
         faults = self.station_faults if e.connector_id == 0 else self._faults_of(e.connector_id)
@@ -676,18 +681,23 @@ class Charger:
             target: Connector | None = c
         else:
             parent = self.authorizer.parent_of(id_tag)
+            profiled = payload.get("chargingProfile") is not None
             free = [
                 c for c in self.connectors.values()
                 if c.idle_plugged() and c.pending is None and self._reservation_admits(c, id_tag, parent)
+                and not (profiled and c.connector_type == "CHAdeMO")  # its profile could not apply
             ]
             if free:
                 target = free[0]  # one plugged -> it; both -> connector 1 (lowest id)
+            elif profiled and any(c.idle_plugged() for c in self.connectors.values()):
+                return "Rejected"  # the EV is on a CHAdeMO connector, which takes no profile
             elif not no_ev_ok or self.remote_any is not None or not self._any_can_start():
                 return "Rejected"
             else:
                 target = None
         pending = PendingStart(id_tag, "remote", authorize_first=authorize_first)
         pending.parent_id_tag = self.authorizer.parent_of(id_tag)  # a reservation of its group admits it
+        pending.charging_profile = payload.get("chargingProfile")
         if target is not None:
             target.pending = pending
             if not target.plugged:
@@ -1055,11 +1065,106 @@ class Charger:
         return reply
 
     def _req_ChangeConfiguration(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = p["key"].lower()
+        if key == "securityprofile" and not self._profile_possible(p["value"]):
+            return {"status": "Rejected"}
         result = self.keys.change(p["key"], p["value"])
         self._persist_keys()
         if result in (ChangeResult.ACCEPTED, ChangeResult.REBOOT_REQUIRED):
-            self._key_changed(p["key"].lower())
+            self._key_changed(key)
         return {"status": _CHANGE_STATUS[result]}
+
+    def _profile_possible(self, value: str) -> bool:
+        """R-SEC 1: a profile is taken only when the credentials it needs are there."""
+        try:
+            profile = int(value)
+        except ValueError:
+            return False  # KeyStore answers the type error the same way
+        sec = self.security
+        if profile >= 1 and not self.keys.get("AuthorizationKey") and profile != 3:
+            return False
+        if profile >= 2 and (sec is None or not sec.has_central_root()):
+            return False
+        if profile == 3 and (sec is None or not sec.has_client_certificate()):
+            return False
+        return True
+
+    # ------------------------------------------------------------ security (R-SEC)
+    def security_event(self, type_: str, tech_info: str | None = None) -> None:
+        """Record in the security log always; notify the CSMS (queued on disk) when enabled."""
+        security_log.info("%s %s", type_, tech_info or "")
+        if not self.key_bool("SecurityEventsEnabled"):
+            return
+        payload: dict[str, Any] = {"type": type_, "timestamp": self.stamp()}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self.store.enqueue("SecurityEventNotification", payload, None)
+        self.emit(cmd.WakeOutbox())
+
+    def _on_SecurityEventOccurred(self, e: ev.SecurityEventOccurred) -> None:
+        self.security_event(e.type, e.tech_info)
+
+    def _on_ProfileConnected(self, e: ev.ProfileConnected) -> None:
+        self.profile_failures = 0
+        if self.store.get_meta("security_profile_ok") != str(e.profile):
+            self.store.set_meta("security_profile_ok", str(e.profile))
+
+    def _on_ProfileFailed(self, e: ev.ProfileFailed) -> None:
+        self.profile_failures += 1
+        last_ok = self.store.get_meta("security_profile_ok")
+        if last_ok is None or int(last_ok) == e.profile or self.profile_failures < PROFILE_ATTEMPTS:
+            return
+        log.error("security profile %s failed %d times: back to profile %s", e.profile, self.profile_failures, last_ok)
+        self.keys.fall_back_security_profile(int(last_ok))
+        self._persist_keys()
+        self.profile_failures = 0
+        self.security_event(
+            "ReconfigurationOfSecurityParameters", f"profile {e.profile} failed; back to profile {last_ok}"
+        )
+
+    def _req_InstallCertificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.security is None:
+            return {"status": "Rejected"}
+        status = self.security.install(p["certificateType"], p["certificate"])
+        if status == "Accepted":
+            self.security_event("ReconfigurationOfSecurityParameters", f"{p['certificateType']} installed")
+        return {"status": status}
+
+    def _req_DeleteCertificate(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.security is None:
+            return {"status": "NotFound"}
+        protect = self.key_int("SecurityProfile") >= 2
+        return {"status": self.security.delete(p["certificateHashData"], protect_last_central_root=protect)}
+
+    def _req_GetInstalledCertificateIds(self, p: dict[str, Any]) -> dict[str, Any]:
+        ids = self.security.installed_ids(p["certificateType"]) if self.security is not None else []
+        return {"status": "Accepted", "certificateHashData": ids} if ids else {"status": "NotFound"}
+
+    def _req_CertificateSigned(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.security is None:
+            return {"status": "Rejected"}
+        status = self.security.accept_signed(p["certificateChain"])
+        self._timers.pop("certsign", None)
+        if status != "Accepted":
+            self.security_event("InvalidChargePointCertificate", "CertificateSigned refused")
+        elif self.key_int("SecurityProfile") == 3:
+            self.emit(cmd.Reconnect())  # use the new certificate at once
+        return {"status": status}
+
+    def sign_certificate(self) -> bool:
+        """Send a SignCertificate with a CSR for our own key (R-SEC 3)."""
+        if self.security is None:
+            return False
+        csr = self.security.make_csr(
+            common_name=str(self.keys.get("BoxIdentifier")),
+            organization=str(self.keys.get("CpoName") or self.model.charge_point_vendor),
+            serial_number_attr=self.identity.serial_number,
+        )
+        self.send("SignCertificate", {"csr": csr}, "sign_certificate", triggered=True)
+        wait = self.key_int("CertSigningWaitMinimum")
+        if wait > 0 and self.cert_sign_retries < self.key_int("CertSigningRepeatTimes"):
+            self._timers["certsign"] = self.now() + wait * (2 ** self.cert_sign_retries)
+        return True
 
     def _persist_keys(self) -> None:
         changes = self.keys.take_changes()
@@ -1075,6 +1180,11 @@ class Charger:
             for c in self.connectors.values():
                 if c.session is not None and not c.session.stopping:
                     self._schedule_samples(c, "periodic" if "aligned" not in key else "clock")
+        elif key == "securityprofile":
+            self.security_event("ReconfigurationOfSecurityParameters", f"SecurityProfile {self.key_int('SecurityProfile')}")
+            self.emit(cmd.Reconnect())  # connect with the new profile; falls back if it fails
+        elif key == "authorizationkey":  # used at the next connection (R-SEC 2)
+            self.security_event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
 
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
         if self.leaving or self.maintenance.installing or not self.online():  # not while Pending (§4.2)
@@ -1090,12 +1200,9 @@ class Charger:
                 return {"status": "Rejected"}
             if c is not None and c.connector_type == "CHAdeMO" and p.get("connectorId"):
                 return {"status": "Rejected"}
-        status = self._remote_start(p)
-        if status == "Accepted" and raw is not None:
-            _, pending = self._find_pending(p.get("connectorId") or 0, p["idTag"])
-            if pending is not None:
-                pending.charging_profile = raw
-        return {"status": status}
+            if not self.profiles.has_room_for(cid, raw):
+                return {"status": "Rejected"}  # MaxChargingProfilesInstalled: its profile could not be kept
+        return {"status": self._remote_start(p)}
 
     def _req_RemoteStopTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
         for c in self.connectors.values():
@@ -1236,7 +1343,7 @@ class Charger:
 
     def _leave(self, kind: str, reason: str) -> None:
         if kind in ("soft", "hard"):
-            security_log.info("ResetOrReboot %s reset requested", kind)
+            self.security_event("ResetOrReboot", f"{kind} reset requested by the CSMS")
         self.resetting = kind
         self.leaving = True
         for c in self.connectors.values():
@@ -1297,7 +1404,11 @@ class Charger:
         elif what in ("BootNotification", "Heartbeat", "MeterValues", "StatusNotification"):
             basic = {"requestedMessage": what, **({"connectorId": cid} if cid is not None else {})}
             return self._req_TriggerMessage(basic)
-        else:  # SignChargePointCertificate comes with the security profiles
+        elif what == "SignChargePointCertificate":
+            self.cert_sign_retries = 0
+            if not self.sign_certificate():
+                return {"status": "Rejected"}
+        else:
             return {"status": "NotImplemented"}
         return {"status": "Accepted"}
 

@@ -90,6 +90,11 @@ class UploadBundle:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Close the link and connect again (a new security profile or credentials)."""
+
+
+@dataclass(frozen=True, slots=True)
 class SetClock:
     """Set the wall clock from the CSMS's currentTime."""
 
@@ -110,5 +115,5 @@ class Restart:
 
 Command = (
     SendCall | WakeOutbox | Sample | EnablePower | DisablePower | SetPowerLimit | SetClock | SetPingInterval | Restart
-    | DownloadFirmware | InstallFirmware | CommitFirmware | UploadBundle
+    | DownloadFirmware | InstallFirmware | CommitFirmware | UploadBundle | Reconnect
 )

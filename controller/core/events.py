@@ -148,3 +148,26 @@ class UploadFinished:
     request_id: int | None
     ok: bool
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConnected:
+    """The link opened with this security profile."""
+
+    profile: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileFailed:
+    """A connection attempt with this security profile failed."""
+
+    profile: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEventOccurred:
+    """A security event of the whitepaper seen outside the core (link, TLS, firmware)."""
+
+    type: str
+    tech_info: str | None = None

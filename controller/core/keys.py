@@ -565,6 +565,11 @@ class KeyStore:
         self._set(key.name, value)
         return ChangeResult.REBOOT_REQUIRED if key.reboot else ChangeResult.ACCEPTED
 
+    def fall_back_security_profile(self, profile: int) -> None:
+        """The charger itself returns to the last profile that worked (R-SEC 1); the
+        CSMS can never lower it, this is the only way down."""
+        self._set("SecurityProfile", str(int(profile)))
+
     def _change_legacy_auth(self, authenticate: bool) -> None:
         if authenticate:
             self._set(_FREE, "false")

@@ -97,14 +97,23 @@ class ProfileBook:
             return False
         return self._put(profile) == "Accepted"
 
-    def _put(self, profile: ChargingProfile) -> str:
-        replaced = [
+    def _replaced_by(self, profile_id: Any, connector_id: int, stack_level: Any, purpose: Any) -> list[int]:
+        return [
             p.profile_id for p in self.by_id.values()
-            if p.profile_id == profile.profile_id or (
-                p.connector_id == profile.connector_id and p.stack_level == profile.stack_level
-                and p.purpose == profile.purpose
+            if p.profile_id == profile_id or (
+                p.connector_id == connector_id and p.stack_level == stack_level and p.purpose == purpose
             )
         ]
+
+    def has_room_for(self, cid: int, raw: dict[str, Any]) -> bool:
+        """Whether installing ``raw`` on connector ``cid`` stays within MaxChargingProfilesInstalled."""
+        replaced = self._replaced_by(
+            raw.get("chargingProfileId"), cid, raw.get("stackLevel"), raw.get("chargingProfilePurpose")
+        )
+        return len(self.by_id) - len(replaced) + 1 <= self._int("MaxChargingProfilesInstalled")
+
+    def _put(self, profile: ChargingProfile) -> str:
+        replaced = self._replaced_by(profile.profile_id, profile.connector_id, profile.stack_level, profile.purpose)
         if len(self.by_id) - len(replaced) + 1 > self._int("MaxChargingProfilesInstalled"):
             return "Rejected"
         self.store.replace_charging_profiles(replaced, [(profile.connector_id, _raw(profile))])
@@ -153,9 +162,9 @@ class ProfileBook:
     def composite(
         self, c: ConnectorView, now: datetime, duration_s: int, unit: str | None
     ) -> dict[str, Any]:
+        profiles = [] if c.connector_type == "CHAdeMO" else list(self.by_id.values())  # no smart charging
         schedule = composite_schedule(
-            list(self.by_id.values()), now, duration_s, c.connector_id, unit, c.tx_start, c.tx_id,
-            c.voltage_v, c.max_power_w,
+            profiles, now, duration_s, c.connector_id, unit, c.tx_start, c.tx_id, c.voltage_v, c.max_power_w,
         )
         return schedule.to_ocpp()
 

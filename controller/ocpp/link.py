@@ -19,7 +19,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from ..core.backoff import reconnect_delay
+from ..core import events as ev
 from .charge_point import CallErrorReply, CorePort, EvseChargePoint
+from .security_profile import ConnectOptions, ProfileUnusableError, connect_options, security_event_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class CsmsLink:
         reconnect_max_s: float = 60.0,
         rand: Callable[[], float] = random.random,
         on_state: Callable[[str], None] | None = None,
+        security: Any = None,
+        report: Callable[[object], None] = lambda _e: None,
     ) -> None:
         self.runtime = runtime
         self.port = port
@@ -54,17 +58,31 @@ class CsmsLink:
         self._gone = asyncio.Event()
         self.failures = 0
         self.on_state = on_state or (lambda _s: None)
+        self.security = security  # controller.security.certs.CertificateStore (profiles 2, 3)
+        self.report = report  # core events: ProfileConnected/ProfileFailed/SecurityEventOccurred
 
     def url(self) -> str:
         base = (self.keys.get("SupervisionUrl") or "").rstrip("/")
         return f"{base}/{self.keys.get('BoxIdentifier')}"
 
+    def _options(self, profile: int) -> ConnectOptions:
+        box = str(self.keys.get("BoxIdentifier"))
+        root = client = None
+        if self.security is not None:
+            root = self.security.root_bundle_path("CentralSystemRootCertificate")
+            client = self.security.client_cert_paths()
+        return connect_options(profile, self.url(), box, self.keys.get("AuthorizationKey"), root, client)
+
     async def run(self) -> None:
         while True:
             url = self.url()
+            profile = int(self.keys.get_int("SecurityProfile") or 0)
             ping = int(self.keys.get_int("WebSocketPingInterval") or 0) or None
+            opened = False
             try:
                 self.on_state("connecting")
+                options = self._options(profile)
+                url = options.url
                 async with connect(
                     url,
                     subprotocols=[websockets.Subprotocol("ocpp1.6")],
@@ -73,16 +91,27 @@ class CsmsLink:
                     open_timeout=10,
                     proxy=None,
                     compression=None,
+                    **options.kwargs,
                 ) as ws:
                     if ws.subprotocol != "ocpp1.6":
                         log.error("CSMS did not accept subprotocol ocpp1.6 (got %r)", ws.subprotocol)
                         raise ConnectionError("no ocpp1.6 subprotocol")
                     self.failures = 0
+                    opened = True
+                    self.report(ev.ProfileConnected(profile))
                     await self._serve(ws)
             except asyncio.CancelledError:
                 raise
+            except ProfileUnusableError as e:
+                log.error("CSMS link: %s", e)
+                self.report(ev.ProfileFailed(profile, str(e)))
             except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed, TimeoutError, ConnectionError) as e:
                 log.warning("CSMS link to %s: %s", url, e or e.__class__.__name__)
+                if not opened:
+                    event = security_event_for(e)
+                    if event is not None:
+                        self.report(ev.SecurityEventOccurred(event, str(e)[:255]))
+                    self.report(ev.ProfileFailed(profile, str(e)[:255]))
             except Exception:  # noqa: BLE001 - never let the link die
                 log.exception("CSMS link to %s failed", url)
             delay = reconnect_delay(self.failures, self.rand(), cap_s=self.reconnect_max_s)
@@ -120,6 +149,11 @@ class CsmsLink:
         if call.cancelled():
             raise ConnectionError(f"link lost while waiting for the {action} answer")
         return call.result()
+
+    def reconnect(self) -> None:
+        """Close the socket; the next connection uses the keys as they are now."""
+        if self.ws is not None:
+            asyncio.ensure_future(self.ws.close(1000, "security profile changed"))
 
     def set_ping_interval(self, interval_s: int) -> None:
         if self.ws is not None and self.ws.ping_interval is not None and interval_s > 0:

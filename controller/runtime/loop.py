@@ -39,6 +39,9 @@ class LinkPort:
     def set_ping_interval(self, interval_s: int) -> None:
         raise NotImplementedError
 
+    def reconnect(self) -> None:
+        raise NotImplementedError
+
 
 class CallRejected(Exception):
     """The CSMS answered a CALL with a CALLERROR (the link adapter raises a subclass)."""
@@ -180,6 +183,10 @@ class Runtime:
                     log.error("no maintenance runner: %s ignored", c)
                 else:
                     self.maintenance.execute(c)
+            elif isinstance(c, cmd.Reconnect):
+                link = self.link
+                if link is not None:
+                    link.reconnect()
             elif isinstance(c, cmd.Restart):
                 if not self.leaving.done():
                     self.leaving.set_result(c.kind)

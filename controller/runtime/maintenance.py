@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 
 MAX_FIRMWARE_BYTES = 300 * 1024 * 1024
 DOWNLOAD_TIMEOUT_S = 60.0
+
+
+def _system_now() -> datetime:
+    """The time base of the trial marker: the system clock, not the daemon's wall clock.
+
+    The wall clock is corrected from the CSMS's currentTime, which the new release
+    only learns from its BootNotification answer: measuring the deadline on the
+    corrected clock in the old process and on the uncorrected one in the new
+    process (before its boot) would stretch the trial, or end it at once, by the
+    difference between the two clocks.
+    """
+    return datetime.now(UTC)
 
 
 class MaintenanceRunner:
@@ -67,12 +79,12 @@ class MaintenanceRunner:
         trial = installer.note_start(self.state_dir)
         if trial is None:
             return None
-        if trial.state == "pending" and installer.needs_rollback(trial, self.rt.clock.wall()):
+        if trial.state == "pending" and installer.needs_rollback(trial, _system_now()):
             log.error("firmware %s did not confirm itself: rolling back", trial.new_version)
             return installer.roll_back(self.state_dir)
         self.rt.dispatch(ev.FirmwareTrial(trial.state))
         if trial.state == "pending":
-            left = (trial.deadline - self.rt.clock.wall()).total_seconds()
+            left = min(self.trial_s, (trial.deadline - _system_now()).total_seconds())
             self.rt.spawn(self._trial_deadline(max(0.0, left)), "firmware trial")
         return None
 
@@ -128,7 +140,7 @@ class MaintenanceRunner:
                 else installer.running_command()
             )
             installer.begin_trial(
-                self.state_dir, previous, release.version, self.rt.clock.wall() + timedelta(seconds=self.trial_s)
+                self.state_dir, previous, release.version, _system_now() + timedelta(seconds=self.trial_s)
             )
             installer.switch_to(self.state_dir, release)
         except (installer.FirmwareError, OSError) as e:

@@ -219,11 +219,6 @@ class Case:
 CASES = [
     Case("unknown_action", '[2,"{id}","FooBar",{}]', "NotImplemented"),
     Case(
-        "known_unhandled_action",
-        '[2,"{id}","GetInstalledCertificateIds",{"certificateType":"CentralSystemRootCertificate"}]',
-        "NotSupported",
-    ),
-    Case(
         "required_field_missing",
         '[2,"{id}","ChangeConfiguration",{"key":"HeartbeatInterval"}]',
         "OccurenceConstraintViolation",

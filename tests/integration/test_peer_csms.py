@@ -527,10 +527,3 @@ async def test_r_ops_2_peer_simple_requests_answer_valid_results(
 ):
     assert await peer_csms.call(BOX, action, payload) == expected
     await peer_csms.assert_clean(BOX)
-
-
-async def test_r_ops_3_peer_unhandled_action_is_not_supported(peer_daemon, peer_csms):
-    with pytest.raises(PeerCallError) as caught:
-        await peer_csms.call(BOX, "GetInstalledCertificateIds", {"certificateType": "CentralSystemRootCertificate"})
-    assert caught.value.code == "NotSupported"
-    await peer_csms.assert_clean(BOX)

@@ -461,11 +461,6 @@ async def test_r_sc_4_chademo_connector_rejects_profiles(daemon, csms):
     await stop_session(daemon, csms, tx)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "GetCompositeSchedule on a CHAdeMO connector reports the connector-0 TxDefaultProfile "
-    "(20 kW) although CHAdeMO ignores profiles and its set-point stays the connector maximum: "
-    "ProfileBook.composite() does not apply setpoint()'s CHAdeMO rule, so the composite is not "
-    "the limit in force (R-SC 5)"))
 async def test_r_sc_4_5_chademo_composite_is_the_limit_in_force(daemon, csms):
     assert await set_profile(csms, 0, profile(3, ((0, 20000),))) == "Accepted"
     assert limit_w(daemon, 2) is None  # the CHAdeMO power stage keeps its maximum
@@ -1013,11 +1008,6 @@ async def test_r_sc_1_2_a_tx_profile_does_not_outlive_its_transaction_across_a_r
     assert await clear(csms, id=1) == "Accepted"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RemoteStartTransaction with a TxProfile is Accepted while MaxChargingProfilesInstalled (40) "
-    "profiles are installed; when the transaction starts ProfileBook.install_for_transaction() gets "
-    "'Rejected' from _put() and the TxProfile is silently dropped, so the transaction runs at the "
-    "connector maximum although the CSMS was told its profile was taken"))
 async def test_r_sc_1_tc_059_remote_start_tx_profile_with_the_profile_book_full(daemon, csms):
     slots = [(1, s) for s in range(21)] + [(0, s) for s in range(19)]
     for pid, (cid, stack) in enumerate(slots, start=1):
@@ -1034,12 +1024,6 @@ async def test_r_sc_1_tc_059_remote_start_tx_profile_with_the_profile_book_full(
     assert limit_w(daemon) == 9000
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "RemoteStartTransaction without connectorId, with a TxProfile, while only the CHAdeMO "
-    "connector 2 is plugged: Accepted, the transaction starts on connector 2 and "
-    "ProfileBook.install_for_transaction() stores the TxProfile on the CHAdeMO connector "
-    "(no CHAdeMO check, unlike install()); GetCompositeSchedule(2) then reports its 9 kW "
-    "while the CHAdeMO set-point stays the connector maximum (R-SC 4, R-SC 5)"))
 async def test_r_sc_4_tc_059_remote_start_for_any_connector_lands_on_chademo(daemon, csms):
     daemon.plug(2)
     await daemon.until(lambda s: conn(s, 2)["status"] == "Preparing", what="Preparing")

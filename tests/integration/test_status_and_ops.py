@@ -48,8 +48,10 @@ async def test_r_status_2_an_error_stops_the_charge_an_alarm_does_not(daemon, cs
 
 async def test_r_status_3_door_open_is_a_security_event(daemon, csms):
     daemon.fault("0x10020C")
-    event = await csms.wait_for("SecurityEventNotification")
-    assert event.payload["type"] == "TamperDetectionActivated"
+    event = await csms.wait_for(
+        "SecurityEventNotification", predicate=lambda r: r.payload["type"] == "TamperDetectionActivated"
+    )
+    assert event.payload["techInfo"].startswith("0x10020C")
 
 
 async def test_r_ops_5_change_availability_scheduled_during_a_transaction_and_persisted(daemon, csms):
