@@ -30,6 +30,7 @@ from .rig.server import ControlServer
 from .firmware import installer
 from .runtime.clock import SimClock, SystemClock
 from .runtime.maintenance import MaintenanceRunner
+from .security.certs import CertificateStore
 from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .store.sqlite import Store
 
@@ -68,9 +69,14 @@ class Daemon:
         keys = KeyStore(s.model.key_values(), seeds=seed_values(s), persisted=self.store.keys())
         for warning in keys.warnings:
             log.warning("configuration: %s", warning)
+        certificates = CertificateStore(
+            s.state_dir / "certs", max_entries=int(keys.get_int("CertificateStoreMaxLength")),
+            max_chain=int(keys.get_int("CertificateSignedMaxChain")), clock=self.clock.wall,
+        )
         core = Charger(
             model=s.model, keys=keys, store=self.store, clock=self.clock,
             identity=Identity(s.serial_number, __version__), vendor_ids=s.vendor_ids, rand=random.random,
+            security=certificates,
         )
         self.runtime = Runtime(core, {}, self.clock, error_code_of=error_code_of)
         self.runtime.bind_loop()

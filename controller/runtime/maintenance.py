@@ -67,7 +67,12 @@ class MaintenanceRunner:
             self._jump.wait(min(left, 0.5))
 
     def _ca_file(self) -> Path | None:
-        path = self.state_dir / "certs" / "central_system_root.pem"
+        """The installed CentralSystemRootCertificate(s), trusted for HTTPS besides the system store."""
+        security = getattr(self.rt.core, "security", None)
+        bundle = security.root_bundle_path("CentralSystemRootCertificate") if security is not None else None
+        if bundle is not None:
+            return Path(bundle)
+        path = self.state_dir / "certs" / "central_system_root.pem"  # placed by an installer by hand
         return path if path.exists() else None
 
     def run_args(self) -> list[str]:
