@@ -605,6 +605,12 @@ class Charger:
                 c.pending.parent_id_tag = known.parent_id_tag
                 self._authorize_result(c, c.pending, True)
                 return
+            if source == "pnc" and not self.key_bool("CentralContractValidationAllowed"):
+                # the contract may not be sent for central validation: only a valid local
+                # entry (checked above) admits it (R-AUTH 1, PnC keys)
+                log.info("contract %s refused: CentralContractValidationAllowed is false", id_tag)
+                self._authorize_result(c, c.pending, False)
+                return
             self.emit(cmd.SendCall("Authorize", {"idTag": id_tag}, ("authorize", c.connector_id, id_tag)))
         else:
             self._authorize_offline(c.connector_id, id_tag)
@@ -628,6 +634,8 @@ class Charger:
             return
         if pending.source == "free":
             allowed, source = True, "free mode"
+        elif pending.source == "pnc" and not self.key_bool("ContractValidationOffline"):
+            allowed, source = False, "ContractValidationOffline is false"
         else:
             decision = self.authorizer.offline(id_tag)
             allowed, source = decision.accepted, decision.source

@@ -285,7 +285,8 @@ def test_r_auth_1_pnc_wins_over_autocharge_at_core_level(tmp_path):
         out = ch.handle(ev.Sampled(1, "plug", meter, power))
         return [c.payload for c in out if isinstance(c, cmd.SendCall) and c.action == "Authorize"]
 
-    both = {"AutoCharge": True, "ISO15118PnCEnabled": True, "MacAddressPrefix": "VID:"}
+    both = {"AutoCharge": True, "ISO15118PnCEnabled": True, "MacAddressPrefix": "VID:",
+            "CentralContractValidationAllowed": True}
     assert run("DEABCC1234567X", "02:00:00:00:00:01", **both) == [{"idTag": "DEABCC1234567X"}]
     assert run("DEABCC1234567X", "02:00:00:00:00:01", AutoCharge=True, MacAddressPrefix="VID:") == [
         {"idTag": "VID:020000000001"}

@@ -285,7 +285,7 @@ def test_r_auth_1_autocharge_disabled_does_not_read_the_mac(make_rig):
 
 
 def test_r_auth_1_pnc_id_tag_is_the_contract_id(make_rig):
-    rig = make_rig(ISO15118PnCEnabled=True)
+    rig = make_rig(ISO15118PnCEnabled=True, CentralContractValidationAllowed=True)
     rig.boot()
     rig.contract_id[1] = "FRXYZ123456789"
     rig.plug(1)
@@ -294,7 +294,7 @@ def test_r_auth_1_pnc_id_tag_is_the_contract_id(make_rig):
 
 
 def test_r_auth_1_pnc_wins_over_autocharge_when_both_are_on(make_rig):
-    rig = make_rig(ISO15118PnCEnabled=True, AutoCharge=True, MacAddressPrefix="VID:")
+    rig = make_rig(ISO15118PnCEnabled=True, AutoCharge=True, MacAddressPrefix="VID:", CentralContractValidationAllowed=True)
     rig.boot()
     rig.contract_id[1] = "FRXYZ123456789"
     rig.ev_mac[1] = "AA:BB:CC:DD:EE:FF"
@@ -1235,3 +1235,31 @@ def test_r_res_reservation_expired_while_the_charger_was_down_is_dropped_at_star
     again.boot()
     assert again.status(1) == "Available"
     assert again.store.reservations() == [] and again.charger.reservations.by_id == {}
+
+
+def test_r_auth_1_pnc_contract_not_sent_when_central_validation_is_not_allowed(make_rig):
+    rig = make_rig(ISO15118PnCEnabled=True, CentralContractValidationAllowed=False)
+    rig.boot()
+    rig.contract_id[1] = "FRXYZC12345678"
+    mark = rig.mark()
+    rig.plug(1)
+    assert rig.sent("Authorize", mark) == [] and rig.session(1) is None
+
+
+def test_r_auth_1_pnc_contract_validated_centrally_when_allowed(make_rig):
+    rig = make_rig(ISO15118PnCEnabled=True, CentralContractValidationAllowed=True)
+    rig.boot()
+    rig.contract_id[1] = "FRXYZC12345678"
+    mark = rig.mark()
+    rig.plug(1)
+    assert [m.payload for m in rig.sent("Authorize", mark)] == [{"idTag": "FRXYZC12345678"}]
+
+
+@pytest.mark.parametrize(("offline_ok", "starts"), [(True, True), (False, False)])
+def test_r_auth_1_pnc_offline_follows_contract_validation_offline(make_rig, offline_ok, starts):
+    rig = make_rig(ISO15118PnCEnabled=True, ContractValidationOffline=offline_ok, AllowOfflineTxForUnknownId=True)
+    rig.boot()
+    rig.offline()
+    rig.contract_id[1] = "FRXYZC12345678"
+    rig.plug(1)
+    assert (rig.session(1) is not None) == starts
