@@ -1,0 +1,316 @@
+"""File servers on 127.0.0.1 for the firmware/diagnostics integration tests (R-FW 1).
+
+Started by the tests in threads: ``http.server`` for HTTP and (with a test CA
+made here with ``cryptography``) HTTPS, pyftpdlib for FTP, and a "tarpit" port
+that accepts connections in the kernel and never answers. Adapted from the
+fixtures of ``tests/controller/test_transfer.py``; the HTTP server here serves
+whatever files a test puts in ``state.files``, counts every request per path
+and stores multipart uploads.
+
+HTTP routes (GET):
+  /fw/<name>     the bytes of ``state.files[name]`` (404 when absent)
+  /busy/<name>   503 (a transient failure: retried)
+  /huge/<name>   200 announcing a Content-Length of 400 MB (over the firmware limit)
+  anything else  404
+HTTP routes (POST, multipart/form-data, field ``file``):
+  /upload        201, stored in ``state.uploads[filename]``
+  /upload-broken 500
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import ipaddress
+import logging
+import socket
+import ssl
+import threading
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.ioloop import IOLoop
+from pyftpdlib.servers import FTPServer
+
+FTP_USER = "alice"
+FTP_PASSWORD = "pa:ss@wd/Z"  # needs percent-encoding in a URL
+FTP_QPASSWORD = urllib.parse.quote(FTP_PASSWORD, safe="")
+HUGE_BYTES = 400_000_000  # over the daemon's 300 MiB firmware limit
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+@dataclass
+class Pki:
+    ca: Path  # the test root: installed as <state>/certs/central_system_root.pem
+    server_ctx: ssl.SSLContext  # 127.0.0.1/localhost, signed by the test root
+    untrusted_ctx: ssl.SSLContext  # 127.0.0.1/localhost, signed by another root
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn)).issuer_name(_name(cn))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False,
+                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("files")).issuer_name(ca_cert.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _server_ctx(dir_: Path, stem: str, key, cert) -> ssl.SSLContext:
+    key_path, cert_path = dir_ / f"{stem}.key", dir_ / f"{stem}.pem"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    d = tmp_path_factory.mktemp("pki")
+    ca_key, ca_cert = _ca("evsectl test root")
+    other_key, other_cert = _ca("some other root")
+    (d / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    return Pki(d / "ca.pem", _server_ctx(d, "good", *_leaf(ca_key, ca_cert)),
+               _server_ctx(d, "untrusted", *_leaf(other_key, other_cert)))
+
+
+# --------------------------------------------------------------------------- HTTP(S)
+
+
+@dataclass
+class HttpState:
+    files: dict[str, bytes] = field(default_factory=dict)
+    requests: list[tuple[str, str]] = field(default_factory=list)  # (method, raw path)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # file name -> content
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, path: str, method: str = "GET") -> int:
+        with self.lock:
+            return Counter(self.requests)[(method, path)]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FileServer
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.settimeout(5)
+            self.connection.do_handshake()
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        if "Content-Length" not in (headers or {}):
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        st = self.server.state
+        with st.lock:
+            st.requests.append(("GET", self.path))
+        route, _, name = self.path.lstrip("/").partition("/")
+        if route == "fw" and name in st.files:
+            return self._send(200, st.files[name], {"Content-Type": "application/octet-stream"})
+        if route == "busy":
+            return self._send(503, b"try again later")
+        if route == "huge":
+            self.send_response(200)
+            self.send_header("Content-Length", str(HUGE_BYTES))
+            self.end_headers()
+            try:
+                self.wfile.write(b"\0" * 1024)
+            except OSError:
+                pass
+            self.close_connection = True
+            return None
+        return self._send(404, b"no such file")
+
+    def do_POST(self) -> None:
+        st = self.server.state
+        with st.lock:
+            st.requests.append(("POST", self.path))
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/upload":
+            msg = email.message_from_bytes(
+                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body,
+                policy=email.policy.HTTP,
+            )
+            for part in msg.iter_parts():
+                if part.get_param("name", header="content-disposition") == "file":
+                    with st.lock:
+                        st.uploads[part.get_filename()] = part.get_payload(decode=True)
+            return self._send(201, b"stored")
+        if self.path == "/upload-broken":
+            return self._send(500, b"disk full")
+        return self._send(404)
+
+
+class FileServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, tls: ssl.SSLContext | None) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = HttpState()
+        if tls is not None:
+            self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.scheme = "https" if tls else "http"
+
+    def handle_error(self, request: object, client_address: object) -> None:  # quiet
+        pass
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def url(self, path: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[FileServer]:
+    srv = FileServer(tls)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(2)
+
+
+@pytest.fixture
+def web() -> Iterator[FileServer]:
+    yield from _serve(None)
+
+
+@pytest.fixture
+def tls_web(pki: Pki) -> Iterator[FileServer]:
+    yield from _serve(pki.server_ctx)
+
+
+@pytest.fixture
+def untrusted_web(pki: Pki) -> Iterator[FileServer]:
+    yield from _serve(pki.untrusted_ctx)
+
+
+# --------------------------------------------------------------------------- FTP
+
+
+@dataclass
+class FtpServer:
+    root: Path
+    port: int = 0
+
+    def url(self, path: str) -> str:
+        """A URL with the credentials in it (the password percent-encoded)."""
+        return f"ftp://{FTP_USER}:{FTP_QPASSWORD}@127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    root = tmp_path_factory.mktemp("ftproot")
+    for folder in ("fw", "incoming"):
+        (root / folder).mkdir()
+    st = FtpServer(root)
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
+
+    class Handler(FTPHandler):
+        pass
+
+    Handler.authorizer = authorizer
+    Handler.banner = "test ftpd"
+    Handler.auth_failed_timeout = 0.01
+    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
+    server = FTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
+    st.port = server.address[1]
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            server.serve_forever(timeout=0.02, blocking=False, handle_exit=False)
+        server.close_all()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield st
+    finally:
+        stop.set()
+        thread.join(2)
+
+
+# --------------------------------------------------------------------------- odd ports
+
+
+@pytest.fixture
+def tarpit() -> Iterator[int]:
+    """A port that accepts connections (in the kernel) and never says a word."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield s.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nobody listens on (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
