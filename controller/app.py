@@ -24,7 +24,7 @@ from . import __version__
 from .config import Settings, seed_values
 from .core.charger import Charger, Identity
 from .core.keys import KeyStore
-from .diagnostics import attach_file_logs
+from .diagnostics import RedactingFormatter, attach_file_logs
 from .ocpp.link import CsmsLink, error_code_of
 from .rig.server import ControlServer
 from .firmware import installer
@@ -209,10 +209,9 @@ def _exec(command: list[str]) -> None:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("ocpp").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
 

@@ -37,8 +37,15 @@ def log_dir(state_dir: Path) -> Path:
     return state_dir / "logs"
 
 
+class RedactingFormatter(logging.Formatter):
+    """Never writes a password of a URL (ftp://user:pass@host/...) into a log (R-SEC 5)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _URL_PASSWORD.sub(r"\1***@", super().format(record))
+
+
 def _formatter() -> logging.Formatter:
-    f = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    f = RedactingFormatter(LOG_FORMAT, DATE_FORMAT)
     f.converter = time.gmtime
     return f
 

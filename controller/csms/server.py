@@ -6,6 +6,12 @@ security extension. Tests script answers with :meth:`CentralSystem.respond`, wai
 what the charger sent with :meth:`CentralSystem.wait_for` / :meth:`~CentralSystem.wait_frame`
 and send CALLs or raw frames to it with :meth:`~CentralSystem.call` /
 :meth:`~CentralSystem.send_raw`.
+
+With an ``ssl_context`` it serves ``wss://`` (security profiles 2 and 3): a small TLS
+front end does each handshake by hand on memory BIOs, so that a refused handshake
+still sends its TLS alert to the charger (asyncio's SSL transport drops the connection
+without it) and is recorded as a ``rejected`` event; the plain WebSocket server behind
+it is the same as for ``ws://``.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import binascii
 import functools
 import hmac
 import logging
+import ssl
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection
@@ -83,6 +90,27 @@ CP_ACTIONS: frozenset[str] = frozenset(
 """Every CP → CSMS action of OCPP 1.6 plus the security extension; each has a default answer."""
 
 LogSink = Callable[[str], None]
+
+TLS_HANDSHAKE_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsSession:
+    """What the TLS front end learnt in a handshake that succeeded."""
+
+    version: str
+    cipher: str
+    client_certificate: bytes | None  # DER of the charge point's certificate, if it sent one
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """One WebSocket upgrade request as the central system judged it."""
+
+    identity: str
+    basic_auth_user: str | None  # None when there was no (readable) Basic Authorization header
+    tls: TlsSession | None  # None over ws://
+    status: int  # 101 when accepted, else the HTTP status of the refusal
 
 
 class CsmsError(Exception):
@@ -360,7 +388,11 @@ class CentralSystem:
     """Local OCPP 1.6-J central system on ``ws://HOST:PORT/<any path>/<identity>``.
 
     Usable as ``async with CentralSystem(...) as csms``. ``port=0`` picks a free port;
-    :attr:`port` is the real one once started.
+    :attr:`port` is the real one once started. With ``basic_auth_password`` the upgrade
+    needs HTTP Basic with user = the identity in the URL and that password (401 otherwise).
+    With ``ssl_context`` (a server-side context; set ``verify_mode`` and the client CA
+    to require client certificates) the URL is ``wss://`` and failed TLS handshakes are
+    recorded as ``rejected`` events (see :meth:`tls_failures`).
     """
 
     def __init__(
@@ -373,10 +405,16 @@ class CentralSystem:
         basic_auth_password: str | None = None,
         log: LogSink | None = None,
         max_records: int = 100_000,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self._requested_port = port
         self._password = basic_auth_password
+        self._ssl = ssl_context
+        self._front: asyncio.Server | None = None  # the TLS listener when ssl_context is given
+        self._tls_sessions: dict[Any, TlsSession] = {}  # inner socket address -> TLS session
+        self._tls_tasks: set[asyncio.Task[Any]] = set()
+        self._handshakes: list[Handshake] = []
         self._log = log
         self._answers = _Answers(heartbeat_interval_s, rejected_tags)
         self._recorder = Recorder(max_records)
@@ -390,21 +428,33 @@ class CentralSystem:
         """Bind and start accepting charge points."""
         if self._server is not None:
             return
+        tls = self._ssl is not None
         self._server = await serve(
             self._serve_connection,
-            self.host,
-            self._requested_port,
+            DEFAULT_HOST if tls else self.host,  # behind the TLS front end: loopback only
+            0 if tls else self._requested_port,
             subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
             process_request=self._check_handshake,
         )
+        if tls:
+            self._front = await asyncio.start_server(
+                self._tls_connection, self.host, self._requested_port
+            )
 
     async def stop(self) -> None:
         """Close every connection and the listening socket."""
         server, self._server = self._server, None
         if server is None:
             return
+        front, self._front = self._front, None
+        if front is not None:
+            front.close()  # no new TLS connections; open ones carry the close handshakes
         server.close()
         await server.wait_closed()
+        for task in list(self._tls_tasks):
+            task.cancel()
+        if self._tls_tasks:
+            await asyncio.wait(self._tls_tasks)
         for chore in list(self._chores):
             chore.cancel()
         if self._chores:
@@ -423,15 +473,38 @@ class CentralSystem:
         await self.stop()
 
     @property
+    def basic_auth_password(self) -> str | None:
+        """The password the next upgrade requests need (None: no Basic auth needed)."""
+        return self._password
+
+    @basic_auth_password.setter
+    def basic_auth_password(self, password: str | None) -> None:
+        self._password = password
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of the next handshakes; replaceable while running (e.g. to present
+        an invalid certificate and then a valid one again), not addable or removable."""
+        return self._ssl
+
+    @ssl_context.setter
+    def ssl_context(self, context: ssl.SSLContext) -> None:
+        if (context is None) != (self._ssl is None):
+            raise ValueError("a ws:// central system cannot become wss:// or back")
+        self._ssl = context
+
+    @property
     def port(self) -> int:
-        if self._server is None:
+        listener = self._front if self._front is not None else self._server
+        if listener is None:
             raise RuntimeError("CentralSystem is not started")
-        return int(self._server.sockets[0].getsockname()[1])
+        return int(listener.sockets[0].getsockname()[1])
 
     @property
     def url(self) -> str:
         """Base URL for a charge point; it appends ``/<identity>``."""
-        return f"ws://{self.host}:{self.port}/ocpp"
+        scheme = "wss" if self._ssl is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}/ocpp"
 
     def url_for(self, identity: str) -> str:
         return f"{self.url}/{identity}"
@@ -493,6 +566,14 @@ class CentralSystem:
         self, identity: str | None = None, kind: EventKind | None = None, since: int = 0
     ) -> list[ConnectionEvent]:
         return self._recorder.select(ConnectionEvent, since, identity=identity, kind=kind)
+
+    def handshakes(self, identity: str | None = None) -> list[Handshake]:
+        """WebSocket upgrade requests that reached the HTTP stage, oldest first."""
+        return [h for h in self._handshakes if identity is None or h.identity == identity]
+
+    def tls_failures(self, since: int = 0) -> list[ConnectionEvent]:
+        """TLS handshakes the front end refused or lost (``rejected`` events, identity ``?``)."""
+        return [e for e in self.events("?", "rejected", since) if e.detail.startswith("TLS ")]
 
     def reply_to(self, record: CallRecord) -> Frame | None:
         """The frame we answered ``record`` with, if any yet."""
@@ -666,17 +747,35 @@ class CentralSystem:
         """Refuse the upgrade unless it names an identity, offers ocpp1.6 and has the password."""
         identity = _identity_from_path(request.path)
         offered = _offered_subprotocols(request.headers)
+        user, password = _basic_credentials(request.headers)
+        tls = self._tls_sessions.get(connection.remote_address)
+
+        def record(status: HTTPStatus) -> None:
+            self._handshakes.append(Handshake(identity or "?", user, tls, status.value))
+
         if not identity:
+            record(HTTPStatus.NOT_FOUND)
             return self._refuse(connection, "?", HTTPStatus.NOT_FOUND, "no identity in URL path")
         if SUBPROTOCOL not in offered:
+            record(HTTPStatus.BAD_REQUEST)
             reason = f"ocpp1.6 subprotocol required (offered: {', '.join(offered) or 'none'})"
             return self._refuse(connection, identity, HTTPStatus.BAD_REQUEST, reason)
-        if self._password is not None and not _password_matches(request.headers, self._password):
-            response = self._refuse(
-                connection, identity, HTTPStatus.UNAUTHORIZED, "bad or missing basic auth password"
-            )
-            response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
-            return response
+        if self._password is not None and not (tls is not None and tls.client_certificate):
+            # security profile 3 authenticates with the client certificate instead
+            if password is None:
+                problem = "missing basic auth"
+            elif user != identity:
+                problem = f"basic auth user {user!r} is not the identity"
+            elif not hmac.compare_digest(password, self._password.encode()):
+                problem = "bad basic auth password"
+            else:
+                problem = None
+            if problem is not None:
+                record(HTTPStatus.UNAUTHORIZED)
+                response = self._refuse(connection, identity, HTTPStatus.UNAUTHORIZED, problem)
+                response.headers["WWW-Authenticate"] = 'Basic realm="ocpp", charset="UTF-8"'
+                return response
+        record(HTTPStatus.SWITCHING_PROTOCOLS)
         return None
 
     def _refuse(
@@ -699,7 +798,9 @@ class CentralSystem:
         if previous is not None:
             # Don't await: a charger that reconnects often left a dead socket behind.
             self._chore(previous.ws.close(1000, "replaced by new connection"))
-        self._event(identity, "connect", f"from {_address(ws)} subprotocol {ws.subprotocol}")
+        tls = self._tls_sessions.get(ws.remote_address)
+        over = f" over {tls.version}" + (" with a client certificate" if tls.client_certificate else "") if tls else ""
+        self._event(identity, "connect", f"from {_address(ws)} subprotocol {ws.subprotocol}{over}")
         try:
             await session.cp.start()
         except ConnectionClosed:
@@ -777,6 +878,57 @@ class CentralSystem:
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
 
+    # ------------------------------------------------------------ TLS front end
+
+    async def _tls_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tls_tasks.add(task)
+        try:
+            await self._terminate_tls(reader, writer)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._tls_tasks.discard(task)
+            writer.close()
+
+    async def _terminate_tls(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._ssl is not None and self._server is not None
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = self._ssl.wrap_bio(incoming, outgoing, server_side=True)
+        peer = writer.get_extra_info("peername")
+        where = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        try:
+            await asyncio.wait_for(
+                _tls_handshake(tls, incoming, outgoing, reader, writer), TLS_HANDSHAKE_TIMEOUT_S
+            )
+        except (ssl.SSLError, OSError, EOFError, TimeoutError) as error:
+            reason = getattr(error, "reason", None) or str(error) or type(error).__name__
+            self._event("?", "rejected", f"TLS handshake from {where} failed: {reason}")
+            return
+        try:
+            inner_port = self._server.sockets[0].getsockname()[1]
+            inner_reader, inner_writer = await asyncio.open_connection(DEFAULT_HOST, inner_port)
+        except (OSError, IndexError):
+            return  # stopping
+        key = inner_writer.get_extra_info("sockname")
+        cipher = tls.cipher()
+        self._tls_sessions[key] = TlsSession(
+            str(tls.version()), cipher[0] if cipher else "", tls.getpeercert(binary_form=True)
+        )
+        pumps = {
+            asyncio.create_task(_tls_to_plain(tls, incoming, outgoing, reader, writer, inner_writer)),
+            asyncio.create_task(_plain_to_tls(tls, outgoing, inner_reader, writer)),
+        }
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.wait(pumps)
+            inner_writer.close()
+            self._tls_sessions.pop(key, None)
+
 
 _EVENT_WORDS: dict[EventKind, str] = {
     "connect": "connected",
@@ -810,16 +962,98 @@ def _offered_subprotocols(headers: Headers) -> list[str]:
     return [name.strip() for value in values for name in value.split(",") if name.strip()]
 
 
-def _password_matches(headers: Headers, password: str) -> bool:
+def _basic_credentials(headers: Headers) -> tuple[str | None, bytes | None]:
+    """(user, password) of an HTTP Basic Authorization header, (None, None) without one."""
     scheme, _, encoded = headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None, None
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True)
     except (binascii.Error, ValueError):
-        return False
-    _, _, given = decoded.partition(b":")
-    return hmac.compare_digest(given, password.encode())
+        return None, None
+    user, colon, given = decoded.partition(b":")
+    if not colon:
+        return None, None
+    return user.decode("utf-8", "replace"), given
+
+
+def _flush_tls(outgoing: ssl.MemoryBIO, writer: asyncio.StreamWriter) -> None:
+    data = outgoing.read()
+    if data and not writer.is_closing():
+        writer.write(data)
+
+
+async def _tls_handshake(
+    tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+) -> None:
+    """Server side of a TLS handshake; on failure the alert OpenSSL wrote is sent first."""
+    while True:
+        try:
+            tls.do_handshake()
+        except ssl.SSLWantReadError:
+            _flush_tls(outgoing, writer)
+            await writer.drain()
+            data = await reader.read(65536)
+            if not data:
+                raise EOFError("the client closed the connection during the handshake") from None
+            incoming.write(data)
+            continue
+        except ssl.SSLError:
+            _flush_tls(outgoing, writer)  # the alert tells the client why
+            try:
+                await writer.drain()
+            except OSError:
+                pass
+            raise
+        _flush_tls(outgoing, writer)
+        await writer.drain()
+        return
+
+
+async def _tls_to_plain(
+    tls: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, inner: asyncio.StreamWriter,
+) -> None:
+    """Decrypt what the charge point sends and pass it to the WebSocket server."""
+    try:
+        while True:  # the last handshake read may already hold application data
+            while True:
+                try:
+                    plain = tls.read(65536)
+                except ssl.SSLWantReadError:
+                    break
+                if not plain:
+                    return  # close_notify
+                inner.write(plain)
+            _flush_tls(outgoing, writer)  # TLS 1.3 post-handshake messages
+            await inner.drain()
+            data = await reader.read(65536)
+            if not data:
+                return
+            incoming.write(data)
+    except (ssl.SSLError, OSError):
+        return
+
+
+async def _plain_to_tls(
+    tls: ssl.SSLObject, outgoing: ssl.MemoryBIO, inner: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """Encrypt what the WebSocket server sends and pass it to the charge point."""
+    try:
+        while data := await inner.read(65536):
+            tls.write(data)
+            _flush_tls(outgoing, writer)
+            await writer.drain()
+        try:
+            tls.unwrap()
+        except ssl.SSLError:
+            pass
+        _flush_tls(outgoing, writer)
+        await writer.drain()
+    except (ssl.SSLError, OSError):
+        return
 
 
 def _address(ws: ServerConnection) -> str:

@@ -12,6 +12,7 @@ always with ``suppress=False``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict
@@ -134,7 +135,12 @@ class EvseChargePoint(ChargePoint):
     # ---------------------------------------------------------------- outgoing
     async def send_call(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """Send one CALL; return the CALLRESULT payload (camelCase) or raise CallErrorReply."""
-        request = getattr(call, action)(**camel_to_snake_case(payload))
+        cls = getattr(call, action)
+        fields = camel_to_snake_case(payload)
+        for f in dataclasses.fields(cls):  # the library makes some schema-optional fields required
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                fields.setdefault(f.name, None)
+        request = cls(**fields)
         try:
             result = await self.call(request, suppress=False)
         except OCPPError as e:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 
 class ProfileUnusableError(Exception):
@@ -57,8 +58,36 @@ def connect_options(
                 raise ProfileUnusableError("security profile 3 needs a charge point certificate")
             ctx.load_cert_chain(certfile=str(client_cert[0]), keyfile=str(client_cert[1]))
         kwargs["ssl"] = ctx
+        kwargs["create_connection"] = TlsClientConnection
         url = _with_scheme(url, "wss")
     return ConnectOptions(url, kwargs)
+
+
+class TlsClientConnection(ClientConnection):
+    """A client connection whose failed opening handshake reports the TLS alert behind it.
+
+    With TLS 1.3 the client's handshake is over before the server has checked the client
+    certificate; a server refusing it sends its alert (certificate_required, unknown_ca...)
+    while websockets waits for the HTTP response, and websockets then raises only
+    "did not receive a valid HTTP response". The alert is the security event.
+    """
+
+    async def handshake(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            await super().handshake(*args, **kwargs)
+        except InvalidHandshake as e:
+            if isinstance(self.connection_exc, ssl.SSLError):
+                raise self.connection_exc from e
+            raise
+
+
+#: TLS alerts by which a server refuses the charge point's own certificate (profile 3):
+#: OpenSSL reason names of a *received* alert ("...ALERT_<name>").
+_CLIENT_CERTIFICATE_REFUSED = (
+    "ALERT_UNKNOWN_CA", "ALERT_BAD_CERTIFICATE", "ALERT_CERTIFICATE_REQUIRED",
+    "ALERT_CERTIFICATE_EXPIRED", "ALERT_CERTIFICATE_REVOKED", "ALERT_CERTIFICATE_UNKNOWN",
+    "ALERT_UNSUPPORTED_CERTIFICATE", "ALERT_ACCESS_DENIED",
+)
 
 
 def security_event_for(error: BaseException) -> str | None:
@@ -67,6 +96,9 @@ def security_event_for(error: BaseException) -> str | None:
         return "InvalidCentralSystemCertificate"
     if isinstance(error, ssl.SSLError):
         reason = f"{getattr(error, 'reason', '')} {error}".upper()
+        if any(alert in reason for alert in _CLIENT_CERTIFICATE_REFUSED):
+            # the Central System refused our credentials, not the other way round
+            return "FailedToAuthenticateAtCentralSystem"
         if "VERSION" in reason or "PROTOCOL" in reason:
             return "InvalidTLSVersion"
         if "CIPHER" in reason or "HANDSHAKE_FAILURE" in reason:

@@ -629,15 +629,8 @@ async def test_r_trig_firmware_and_diagnostics_status_are_idle_when_nothing_runs
     csms.assert_clean(BOX)
 
 
-TRIGGER_WITHOUT_REQUEST_ID = (
-    "controller/ocpp/charge_point.py send_call builds the ocpp 2.1.0 dataclass, whose request_id is a "
-    "required argument for LogStatusNotification and SignedFirmwareStatusNotification although the "
-    "schema makes requestId optional (and the security whitepaper says to omit it on a trigger with "
-    "nothing running): the triggered Idle notification fails with TypeError before it is sent "
-    "(logged as 'failed: offline ... missing 1 required positional argument: request_id')")
 
 
-@pytest.mark.xfail(strict=True, reason=TRIGGER_WITHOUT_REQUEST_ID)
 async def test_r_trig_extended_trigger_log_status_notification_is_idle(boot, csms):
     await boot()
     mark = csms.mark()
@@ -645,7 +638,6 @@ async def test_r_trig_extended_trigger_log_status_notification_is_idle(boot, csm
     assert await sequence(csms, LOG, mark, "Idle", timeout=3) == [{"status": "Idle"}]
 
 
-@pytest.mark.xfail(strict=True, reason=TRIGGER_WITHOUT_REQUEST_ID)
 async def test_r_trig_extended_trigger_signed_firmware_status_notification_is_idle(boot, csms):
     await boot()
     mark = csms.mark()
