@@ -122,6 +122,7 @@ class Charger:
             send=self.send, emit=self.emit, wall=clock.wall, monotonic=clock.monotonic, timers=self._timers,
             busy=lambda: any(c.session is not None for c in self.connectors.values()),
             box_identifier=lambda: str(self.keys.get("BoxIdentifier") or "charger"),
+            security_event=self.security_event, meta=(store.get_meta, store.set_meta),
         )
         self._out: list[cmd.Command] = []
         ids = {**DEFAULT_VENDOR_IDS, **(vendor_ids or {})}
@@ -1423,6 +1424,14 @@ class Charger:
     def _req_UpdateFirmware(self, p: dict[str, Any]) -> dict[str, Any]:
         return self.maintenance.update_firmware(p)
 
+    def _req_SignedUpdateFirmware(self, p: dict[str, Any]) -> dict[str, Any]:
+        """R-FW 2: the signing certificate must chain to an installed ManufacturerRootCertificate."""
+        problem = (
+            self.security.signing_certificate_problem(p["firmware"]["signingCertificate"])
+            if self.security is not None else "no certificate store"
+        )
+        return self.maintenance.signed_update_firmware(p, problem)
+
     def _req_GetDiagnostics(self, p: dict[str, Any]) -> dict[str, Any]:
         return self.maintenance.get_diagnostics(p)
 
@@ -1433,7 +1442,7 @@ class Charger:
         self.maintenance.trial = e.state
 
     def _on_FirmwareDownloaded(self, e: ev.FirmwareDownloaded) -> None:
-        self.maintenance.firmware_downloaded(e.ok, e.path, e.error)
+        self.maintenance.firmware_downloaded(e.ok, e.path, e.error, e.signature_ok)
 
     def _on_FirmwareInstallFailed(self, e: ev.FirmwareInstallFailed) -> None:
         self.maintenance.firmware_install_failed(e.error)

@@ -55,11 +55,14 @@ class SetPowerLimit:
 
 @dataclass(frozen=True, slots=True)
 class DownloadFirmware:
-    """Fetch the firmware artifact; answer with ``FirmwareDownloaded``."""
+    """Fetch the firmware artifact; answer with ``FirmwareDownloaded``. For a signed
+    update (SignedUpdateFirmware) the file's signature is checked after the download."""
 
     location: str
     retries: int
     retry_interval_s: int
+    signature: str | None = None
+    signing_certificate: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

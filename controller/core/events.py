@@ -135,6 +135,7 @@ class FirmwareDownloaded:
     ok: bool
     path: str | None = None
     error: str | None = None
+    signature_ok: bool | None = None  # signed updates: the signature over the file checked
 
 
 @dataclass(frozen=True, slots=True)

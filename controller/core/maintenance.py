@@ -32,6 +32,10 @@ class _Firmware:
     retries: int
     retry_interval_s: int
     path: str | None = None
+    request_id: int | None = None  # set for a SignedUpdateFirmware
+    signature: str | None = None
+    signing_certificate: str | None = None
+    install_at: datetime | None = None
 
 
 def _url_ok(url: str) -> bool:
@@ -50,6 +54,8 @@ class Maintenance:
         timers: dict[str, float],
         busy: Callable[[], bool],
         box_identifier: Callable[[], str],
+        security_event: Callable[[str, str | None], None] = lambda _t, _i: None,
+        meta: tuple[Callable[[str], str | None], Callable[[str, str], None]] | None = None,
     ) -> None:
         self.send = send
         self.emit = emit
@@ -58,6 +64,8 @@ class Maintenance:
         self.timers = timers
         self.busy = busy
         self.box_identifier = box_identifier
+        self.security_event = security_event
+        self._meta_get, self._meta_set = meta or (lambda _n: None, lambda _n, _v: None)
         self.firmware_status = "Idle"
         self.diagnostics_status = "Idle"
         self.log_status = "Idle"
@@ -69,8 +77,12 @@ class Maintenance:
     # ------------------------------------------------------------ status notifications
     def _firmware(self, status: str) -> None:
         self.firmware_status = status
+        fw = self.firmware
         log.info("firmware: %s", status)
-        self.send("FirmwareStatusNotification", {"status": status})
+        if fw is not None and fw.request_id is not None:
+            self.send("SignedFirmwareStatusNotification", {"status": status, "requestId": fw.request_id})
+        else:
+            self.send("FirmwareStatusNotification", {"status": status})
 
     def _diagnostics(self, status: str) -> None:
         self.diagnostics_status = status
@@ -112,19 +124,59 @@ class Maintenance:
         log.info("firmware update from %s at %s", _redact(p["location"]), rfc3339(retrieve))
         return {}
 
+    def signed_update_firmware(self, p: dict[str, Any], certificate_problem: str | None) -> dict[str, Any]:
+        """SignedUpdateFirmware (security extension): the signing certificate is checked
+        at once (``certificate_problem`` from the certificate store), the signature after
+        the download, before anything is installed."""
+        spec = p["firmware"]
+        request_id = p["requestId"]
+        if certificate_problem is not None:
+            log.warning("SignedUpdateFirmware %s: signing certificate refused: %s", request_id, certificate_problem)
+            self.security_event("InvalidFirmwareSigningCertificate", certificate_problem)
+            self.send("SignedFirmwareStatusNotification", {"status": "InvalidCertificate", "requestId": request_id})
+            return {"status": "InvalidCertificate"}
+        status = "AcceptedCanceled" if self.firmware is not None and not self.installing else "Accepted"
+        if self.installing:
+            return {"status": "Rejected"}
+        try:
+            retrieve = parse_rfc3339(spec["retrieveDateTime"])
+        except ValueError:
+            retrieve = self.wall()
+        install_at = None
+        if spec.get("installDateTime"):
+            try:
+                install_at = parse_rfc3339(spec["installDateTime"])
+            except ValueError:
+                install_at = None
+        self.firmware = _Firmware(
+            spec["location"], int(p.get("retries") or 0), int(p.get("retryInterval") or 0),
+            request_id=request_id, signature=spec["signature"], signing_certificate=spec["signingCertificate"],
+            install_at=install_at,
+        )
+        self.timers["firmware"] = self.monotonic() + max(0.0, (retrieve - self.wall()).total_seconds())
+        return {"status": status}
+
     def fire(self) -> None:
-        """The firmware timer: retrieveDate reached."""
+        """The firmware timer: retrieveDate reached (or installDateTime, once verified)."""
         fw = self.firmware
         if fw is None:
+            return
+        if fw.path is not None:  # the install time of a signed update has come
+            fw.install_at = None
+            self.step()
             return
         if not _url_ok(fw.location):
             self._firmware("DownloadFailed")
             self.firmware = None
             return
         self._firmware("Downloading")
-        self.emit(cmd.DownloadFirmware(fw.location, fw.retries, fw.retry_interval_s))
+        self.emit(cmd.DownloadFirmware(
+            fw.location, fw.retries, fw.retry_interval_s, fw.signature, fw.signing_certificate
+        ))
 
-    def firmware_downloaded(self, ok: bool, path: str | None, error: str | None) -> None:
+    def firmware_downloaded(
+        self, ok: bool, path: str | None, error: str | None, signature_ok: bool | None = None
+    ) -> None:
         fw = self.firmware
         if fw is None:
             return
@@ -133,33 +185,53 @@ class Maintenance:
             self._firmware("DownloadFailed")
             self.firmware = None
             return
-        fw.path = path
         self._firmware("Downloaded")
+        if fw.request_id is not None:
+            if not signature_ok:
+                self.security_event("InvalidFirmwareSignature", (error or "signature does not match")[:255])
+                self._firmware("InvalidSignature")
+                self.firmware = None
+                return
+            self._firmware("SignatureVerified")
+            if fw.install_at is not None and fw.install_at > self.wall():
+                fw.path = path
+                self._firmware("InstallScheduled")
+                self.timers["firmware"] = self.monotonic() + (fw.install_at - self.wall()).total_seconds()
+                return
+            fw.install_at = None
+        fw.path = path
         self.step()
 
     def step(self) -> None:
         """Install once the download is there and no transaction runs."""
         fw = self.firmware
-        if fw is None or fw.path is None or self.installing or self.busy():
+        if fw is None or fw.path is None or fw.install_at is not None or self.installing or self.busy():
             return
         self.installing = True
         self._firmware("Installing")
+        # the next start reports Installed / InstallationFailed the same way (signed or not)
+        self._meta_set("firmware_request_id", "" if fw.request_id is None else str(fw.request_id))
         self.emit(cmd.InstallFirmware(fw.path))
 
     def firmware_install_failed(self, error: str) -> None:
         log.error("firmware installation failed: %s", error)
         self.installing = False
-        self.firmware = None
         self._firmware("InstallationFailed")
+        self.firmware = None
 
     def boot_accepted(self) -> None:
         """After a switch: the new version confirms itself, or the old one reports the failure."""
+        if self.trial is None:
+            return
+        request = self._meta_get("firmware_request_id")
+        self.firmware = _Firmware("", 0, 0, request_id=int(request) if request else None)
+        self.emit(cmd.CommitFirmware())
         if self.trial == "pending":
-            self.emit(cmd.CommitFirmware())
             self._firmware("Installed")
-        elif self.trial == "rolled_back":
-            self.emit(cmd.CommitFirmware())
+            self.security_event("FirmwareUpdated", None)
+        else:
             self._firmware("InstallationFailed")
+        self.firmware = None
         self.trial = None
 
     # ------------------------------------------------------------ GetDiagnostics / GetLog

@@ -25,6 +25,7 @@ from ..core import commands as cmd
 from ..core import events as ev
 from ..diagnostics import build_bundle
 from ..firmware import installer
+from ..security.signature import SignatureError, verify_file_signature
 from ..transfer import TransferError, download, safe_name, upload
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,15 @@ class MaintenanceRunner:
         except (TransferError, ValueError, OSError) as e:
             self.rt.dispatch(ev.FirmwareDownloaded(False, error=str(e)))
             return
-        self.rt.dispatch(ev.FirmwareDownloaded(True, path=str(result.path)))
+        signature_ok, problem = None, None
+        if c.signature is not None and c.signing_certificate is not None:
+            try:  # R-FW 2: nothing is installed before the signature over the file is checked
+                await asyncio.to_thread(verify_file_signature, result.path, c.signature, c.signing_certificate)
+                signature_ok = True
+            except (SignatureError, OSError) as e:
+                signature_ok, problem = False, str(e)
+                result.path.unlink(missing_ok=True)
+        self.rt.dispatch(ev.FirmwareDownloaded(True, path=str(result.path), error=problem, signature_ok=signature_ok))
 
     async def _install(self, c: cmd.InstallFirmware) -> None:
         try:

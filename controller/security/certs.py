@@ -428,6 +428,17 @@ class CertificateStore:
     def has_central_root(self) -> bool:
         return bool(self.roots(CENTRAL_SYSTEM_ROOT))
 
+    def signing_certificate_problem(self, cert_pem: str) -> str | None:
+        """Why a firmware signing certificate is not trusted (None: it chains to an
+        installed ManufacturerRootCertificate and is valid now)."""
+        from .signature import SignatureError, verify_signing_certificate
+
+        try:
+            verify_signing_certificate(cert_pem, self.roots(MANUFACTURER_ROOT), self._now())
+        except SignatureError as e:
+            return e.detail or e.status
+        return None
+
     def root_bundle_path(self, cert_type: str) -> Path | None:
         """The PEM bundle of the installed roots of ``cert_type`` (for load_verify_locations), or None."""
         if cert_type not in CERT_TYPES:
