@@ -28,6 +28,7 @@ from .diagnostics import RedactingFormatter, attach_file_logs
 from .ocpp.link import CsmsLink, error_code_of
 from .rig.server import ControlServer
 from .firmware import installer
+from .runtime import sdnotify
 from .runtime.clock import SimClock, SystemClock
 from .runtime.maintenance import MaintenanceRunner
 from .security.certs import CertificateStore
@@ -119,9 +120,13 @@ class Daemon:
         """Run until a reset, a power fail or a signal; return how we leave."""
         assert self.runtime is not None and self.link is not None
         rt = self.runtime
-        rt.spawn(rt.run(), "core loop")
+        core_loop = rt.spawn(rt.run(), "core loop")
         rt.spawn(rt.outbox.run(), "outbox")
         rt.spawn(self.link.run(), "csms link")
+        interval = sdnotify.watchdog_interval_s()
+        if interval is not None:
+            rt.spawn(sdnotify.watchdog(lambda: not core_loop.done(), interval), "watchdog")
+        sdnotify.notify(f"READY=1\nSTATUS=charger {self.settings.serial_number} running\nMAINPID={os.getpid()}")
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
@@ -145,6 +150,7 @@ class Daemon:
             self.runtime.leaving.set_result("forced")
 
     async def close(self, kind: str) -> None:
+        sdnotify.notify(f"STOPPING=1\nSTATUS=leaving ({kind})")
         rt = self.runtime
         if rt is not None:
             drain = {"power_lost": HOLD_UP_S if self.settings.model.power_loss == "before_shutdown" else 0}

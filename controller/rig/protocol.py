@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-COMMANDS = ("status", "plug", "unplug", "badge", "ev", "fault", "power-fail", "touch", "clock-advance")
+COMMANDS = (
+    "status", "plug", "unplug", "badge", "ev", "fault", "power-fail", "touch", "clock-advance", "block-loop",
+)
 
 
 def encode(obj: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,10 @@ class ControlServer:
             self._hook("platform", "power_fail")()
         elif command == "touch":
             self.rt.dispatch(ev.Touched(self._connector(msg)))
+        elif command == "block-loop":  # test rigs only: prove the watchdog sees a hung loop
+            if getattr(self.rt.clock, "advance", None) is None:
+                raise RigError("block-loop needs [rig] sim_clock = true")
+            time.sleep(min(float(msg["seconds"]), 30.0))
         elif command == "clock-advance":
             advance = getattr(self.rt.clock, "advance", None)
             if advance is None:
