@@ -25,6 +25,7 @@ from .config import Settings, seed_values
 from .core.charger import Charger, Identity
 from .core.keys import KeyStore
 from .diagnostics import RedactingFormatter, attach_file_logs
+from .journal import JournalHandler, under_journal
 from .ocpp.link import CsmsLink, error_code_of
 from .rig.server import ControlServer
 from .firmware import installer
@@ -215,8 +216,14 @@ def _exec(command: list[str]) -> None:
 
 
 def setup_logging(level: str) -> None:
-    handler = logging.StreamHandler()
-    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    """stderr, or the journal's native protocol with structured fields under systemd."""
+    handler: logging.Handler
+    if under_journal():
+        handler = JournalHandler()
+        handler.setFormatter(RedactingFormatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level, logging.INFO), handlers=[handler])
     logging.getLogger("websockets").setLevel(logging.WARNING)
     logging.getLogger("ocpp").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)

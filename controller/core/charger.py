@@ -34,6 +34,7 @@ from .dtc import Dtc, lookup, normalise_code
 from .keys import ChangeResult, KeyStore, limit_keys
 from .meter_values import sampled_values
 from .models import ModelProfile
+from . import pictures
 from .outbox import Drop, after_error
 from .limits import ProfileError
 from .maintenance import Maintenance
@@ -129,6 +130,11 @@ class Charger:
         self.vendor_handlers: dict[str, dict[str, VendorHandler]] = {
             ids["cost"]: {"CostUpdated": _on_cost_updated},
         }
+        # screen pictures (R-DT 2/3): the runtime injects the download port and
+        # keeps ``pictures`` ({"tariff": {...}, "logo": {...}, "screensaver": [...]}) current
+        self.picture_port: pictures.PicturePort | None = None
+        self.pictures: dict[str, Any] = {}
+        pictures.register(self, ids["tariff"], ids["image"])
 
     # ------------------------------------------------------------ plumbing
     def now(self) -> float:
@@ -789,7 +795,10 @@ class Charger:
         c.pending = None
         c.cost = None
         self._timers.pop(f"remote:{c.connector_id}", None)
-        log.info("transaction %s started on connector %s for %s at %d Wh", rec.local_id, c.connector_id, pending.id_tag, meter_start)
+        log.info(
+            "transaction %s started on connector %s for %s at %d Wh", rec.local_id, c.connector_id,
+            pending.id_tag, meter_start, extra={"connector": c.connector_id, "transaction_id": rec.local_id},
+        )
         self._stop_txn_sample(c, "Transaction.Begin", e)
         self.emit(cmd.EnablePower(c.connector_id))
         self.emit(cmd.WakeOutbox())
@@ -826,7 +835,10 @@ class Charger:
         with self.store.atomic():
             self.store.end_transaction(s.local_id, meter_stop, stamp, s.stop_reason, s.stop_id_tag)
             self.store.enqueue("StopTransaction", payload, s.local_id)
-        log.info("transaction %s stopped on connector %s at %d Wh (%s)", s.local_id, c.connector_id, meter_stop, s.stop_reason)
+        log.info(
+            "transaction %s stopped on connector %s at %d Wh (%s)", s.local_id, c.connector_id, meter_stop,
+            s.stop_reason, extra={"connector": c.connector_id, "transaction_id": s.transaction_id or s.local_id},
+        )
         c.session = None
         c.finishing = c.plugged
         c.power_w = 0.0
@@ -1492,6 +1504,7 @@ class Charger:
                 "reservation": _reservation_view(self.reservations.on_connector(c.connector_id)),
                 "limit_w": c.limit_w,  # the charging-profile set-point (None = connector maximum)
                 "offered_w": round(c.offered_w),
+                "qr_url": self.keys.get(f"QRcode{c.connector_id}") or None,
             })
         return {
             "link": self.link,
@@ -1505,6 +1518,8 @@ class Charger:
             "local_list_version": self.authorizer.list_version(),
             "queued_messages": self.store.count(),
             "last_error": self.last_error,
+            "station_operative": self.station_operative,
+            "pictures": self.pictures,
         }
 
 
