@@ -54,6 +54,9 @@ STOP_REASONS = {"0x100202": "EmergencyStop", "0x200202": "EmergencyStop", "0x100
 METER_FAILURE_DTC = "0x10020F"
 #: connection attempts with a new security profile before falling back to the last good one
 PROFILE_ATTEMPTS = 3
+#: the most messages kept queued on disk (a day offline at 1 sample/s per connector
+#: fits); beyond it the oldest non-transaction messages, then the oldest MeterValues go
+MAX_QUEUED_MESSAGES = 200_000
 
 
 class Clock(Protocol):
@@ -882,6 +885,17 @@ class Charger:
         self._stop_txn_sample(c, context, e)
         if not values or s.stopping:
             return
+        if (
+            not self.key_bool("OfflineTxMsgQueueEnable") and self.online() and s.transaction_id is not None
+            and self.store.count() > 0
+        ):
+            # guide: with OfflineTxMsgQueueEnable false, live meter values go out beside the
+            # backlog instead of behind it (faster, at the price of strict order)
+            self.send("MeterValues", {
+                "connectorId": c.connector_id, "transactionId": s.transaction_id,
+                "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}],
+            })
+            return
         self.store.enqueue(
             "MeterValues",
             {"connectorId": c.connector_id, "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}]},
@@ -889,7 +903,13 @@ class Charger:
         )
         if e.meter is not None:
             s.reported_wh = max(s.reported_wh, int(e.meter.energy_wh))
+        self._bound_queue()
         self.emit(cmd.WakeOutbox())
+
+    def _bound_queue(self) -> None:
+        if self.store.count() > MAX_QUEUED_MESSAGES:
+            dropped = self.store.trim_outbox(MAX_QUEUED_MESSAGES)
+            log.error("message queue full: %d oldest messages dropped (Start/StopTransaction never)", dropped)
 
     def _send_triggered_meter_values(self, c: Connector, e: ev.Sampled) -> None:
         values = sampled_values(

@@ -811,6 +811,24 @@ class Store:
         with self._read() as conn:
             return int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
 
+    def trim_outbox(self, keep: int, protected: tuple[str, ...] = ("StartTransaction", "StopTransaction")) -> int:
+        """Bound the queue to ``keep`` rows: drop the oldest messages that are not part of a
+        transaction first, then the oldest other unprotected ones; ``protected`` actions
+        are never dropped. Returns how many were dropped."""
+        dropped = 0
+        with self._write("trimming the message queue") as conn:
+            excess = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0]) - keep
+            marks = ",".join("?" * len(protected))
+            for where in ("tx_local_id IS NULL", "tx_local_id IS NOT NULL"):
+                if excess - dropped <= 0:
+                    break
+                dropped += conn.execute(
+                    f"DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE {where} "
+                    f"AND action NOT IN ({marks}) ORDER BY seq LIMIT ?)",
+                    (*protected, excess - dropped),
+                ).rowcount
+        return dropped
+
     # ---------------------------------------------------- authorization cache
     # IdTagInfo travels as the OCPP camelCase dict: {"status", "expiryDate"?,
     # "parentIdTag"?}; expiryDate is kept as the string given. The LRU order is

@@ -638,3 +638,20 @@ def test_r_model_3_open_transaction_survives_kill(db_path: Path) -> None:
         )
     finally:
         s.close()
+
+
+def test_r_tx_4_queue_bound_drops_non_transaction_then_meter_values_never_start_stop(tmp_path):
+    store = Store.open(tmp_path / "q.sqlite")
+    tx = store.begin_transaction(1, "T", 0, "2026-01-01T00:00:00.000Z")
+    store.enqueue("StartTransaction", {"n": 0}, tx.local_id)
+    for i in range(3):
+        store.enqueue("SecurityEventNotification", {"n": i})
+        store.enqueue("MeterValues", {"n": i}, tx.local_id)
+    store.enqueue("StopTransaction", {"n": 9}, tx.local_id)
+    assert store.trim_outbox(keep=4) == 4
+    assert [(r.action, r.payload["n"]) for r in store.pending()] == [
+        ("StartTransaction", 0), ("MeterValues", 1), ("MeterValues", 2), ("StopTransaction", 9),
+    ]
+    assert store.trim_outbox(keep=0) == 2  # Start and Stop stay whatever the bound
+    assert [r.action for r in store.pending()] == ["StartTransaction", "StopTransaction"]
+    store.close()
