@@ -1,7 +1,9 @@
 """Every registered backend of every kind keeps the contract of drivers.interfaces.
 
 Parametrized over whatever is installed: a new backend is tested by registering
-it. Backends other than ``mock`` need their hardware: they run only with
+it. A backend with a real stack the tests can start here (``real_stacks``: a
+pymodbus server, pcscd with a virtual card, gpiozero's MockFactory...) runs
+against it; any other backend needs its hardware and runs only with
 ``EVSECTL_TEST_HARDWARE=1`` (and options for the rig in the context).
 """
 
@@ -9,8 +11,11 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import AsyncExitStack
 
 import pytest
+
+from real_stacks import REAL_STACKS
 
 from drivers import registry
 from drivers.interfaces import (
@@ -41,13 +46,19 @@ def ids(params: list[tuple[str, str]]) -> list[str]:
 async def backend(request, make_ctx):
     """The backend (kind, name) of the test's parameter, started; closed afterwards."""
     kind, name = request.param
-    if name != "mock" and os.environ.get("EVSECTL_TEST_HARDWARE") != "1":
-        pytest.skip(f"{kind}/{name} needs hardware (EVSECTL_TEST_HARDWARE=1)")
-    ctx = make_ctx(options={"exec": lambda path, argv: None})  # a platform must not reboot
-    driver = registry.load(kind, name, ctx)
-    await driver.start()
-    yield kind, driver, ctx
-    await driver.close()
+    async with AsyncExitStack() as stack:
+        options: dict = {"exec": lambda path, argv: None}  # a platform must not reboot
+        if (kind, name) in REAL_STACKS:
+            options = await stack.enter_async_context(
+                REAL_STACKS[kind, name](request.getfixturevalue("tmp_path"))
+            )
+        elif name != "mock" and os.environ.get("EVSECTL_TEST_HARDWARE") != "1":
+            pytest.skip(f"{kind}/{name} needs hardware (EVSECTL_TEST_HARDWARE=1)")
+        ctx = make_ctx(options=options)
+        driver = registry.load(kind, name, ctx)
+        await driver.start()
+        yield kind, driver, ctx
+        await driver.close()
 
 
 every_backend = pytest.mark.parametrize("backend", BACKENDS, ids=ids(BACKENDS), indirect=True)

@@ -113,14 +113,14 @@ def test_r_hw_5_loading_a_backend_imports_only_that_backend(tmp_path):
 
 
 def test_r_hw_5_missing_backend_module_is_driver_error_not_import_error(monkeypatch, ctx):
-    with_extra_entry_points(monkeypatch, "meter", ("modbus", "evsectl_no_such_module:ModbusMeter"))
-    assert registry.available("meter") == ["mock", "modbus"]
+    with_extra_entry_points(monkeypatch, "meter", ("absent", "evsectl_no_such_module:AbsentMeter"))
+    assert {"mock", "absent"} <= set(registry.available("meter"))
     with pytest.raises(DriverError) as info:
-        registry.load("meter", "modbus", ctx)
+        registry.load("meter", "absent", ctx)
     assert not isinstance(info.value, ImportError)
     assert isinstance(info.value.__cause__, ImportError)
     message = str(info.value)
-    assert "meter" in message and "modbus" in message and "evsectl_no_such_module" in message
+    assert "meter" in message and "absent" in message and "evsectl_no_such_module" in message
     registry.load("meter", "mock", ctx)  # the others still load
 
 
@@ -130,10 +130,10 @@ def test_r_hw_5_backend_whose_library_is_missing_is_driver_error(monkeypatch, tm
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     with_extra_entry_points(
-        monkeypatch, "rfid", ("pcsc", "evsectl_test_pcsc_backend:PcscRfidReader")
+        monkeypatch, "rfid", ("pcscx", "evsectl_test_pcsc_backend:PcscRfidReader")
     )
-    with pytest.raises(DriverError, match=r"rfid driver 'pcsc'.*evsectl_missing_smartcard_lib"):
-        registry.load("rfid", "pcsc", ctx)
+    with pytest.raises(DriverError, match=r"rfid driver 'pcscx'.*evsectl_missing_smartcard_lib"):
+        registry.load("rfid", "pcscx", ctx)
 
 
 def test_r_hw_5_missing_class_is_driver_error(monkeypatch, ctx):
@@ -172,7 +172,7 @@ def test_r_hw_5_same_name_registered_twice(monkeypatch, ctx):
         ("dup", "drivers.meter.mock:MockMeter"),
         ("dup", "evsectl_other_dist:Meter"),
     )
-    assert registry.available("meter") == ["dup", "mock"]
+    assert {"dup", "mock"} <= set(registry.available("meter"))
     registry.load("meter", "mock", ctx)
     with pytest.raises(DriverError, match="more than once"):
         registry.load("meter", "dup", ctx)
