@@ -28,3 +28,22 @@ async def modbus_meter_tcp(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
 REAL_STACKS: dict[tuple[str, str], StackFactory] = {
     ("meter", "modbus"): modbus_meter_tcp,
 }
+
+
+@asynccontextmanager
+async def pcscd_with_virtual_reader(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    import pytest
+    from fake_pcsc import Pcscd, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    daemon = Pcscd()
+    daemon.start()
+    try:
+        yield {"wait_s": 0.2}
+    finally:
+        daemon.stop()
+
+
+REAL_STACKS["rfid", "pcsc"] = pcscd_with_virtual_reader
