@@ -47,3 +47,11 @@ async def pcscd_with_virtual_reader(tmp_path: Path) -> AsyncIterator[dict[str, A
 
 
 REAL_STACKS["rfid", "pcsc"] = pcscd_with_virtual_reader
+
+
+@asynccontextmanager
+async def gpiozero_mock_factory(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    yield {"pin_factory": "mock", "door_pin": 27, "contactor_pins": {"1": 22}, "run": lambda argv: None}
+
+
+REAL_STACKS["platform", "gpiozero"] = gpiozero_mock_factory
