@@ -32,6 +32,8 @@ from .firmware import installer
 from .runtime import sdnotify
 from .runtime.clock import SimClock, SystemClock
 from .runtime.maintenance import MaintenanceRunner
+from .runtime.pictures import PictureStore, attach_pictures
+from .ipc.server import HmiServer
 from .security.certs import CertificateStore
 from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .store.sqlite import Store
@@ -58,6 +60,8 @@ class Daemon:
         self.control: ControlServer | None = None
         self.link: CsmsLink | None = None
         self.maintenance: MaintenanceRunner | None = None
+        self.hmi: HmiServer | None = None
+        self.pictures: PictureStore | None = None
 
     async def open(self) -> None:
         s = self.settings
@@ -107,6 +111,15 @@ class Daemon:
             await self.control.start()
         except OSError as e:
             raise StartupError(f"cannot open the control socket {s.control_socket}: {e}") from None
+        self.pictures = PictureStore(
+            s.state_dir, deadline_s=s.picture_deadline_s, ca_file=lambda: _central_roots(certificates, s.state_dir),
+        )
+        attach_pictures(core, self.pictures)
+        self.hmi = HmiServer(s.hmi_socket, self.runtime, screen=s.model.screen, idle_s=s.hmi_idle_s)
+        try:
+            await self.hmi.start()
+        except OSError as e:
+            raise StartupError(f"cannot open the HMI socket {s.hmi_socket}: {e}") from None
         self.maintenance = MaintenanceRunner(
             self.runtime, state_dir=s.state_dir, settings_path=s.path.resolve(), trial_s=s.firmware_trial_s
         )
@@ -169,6 +182,10 @@ class Daemon:
                     await driver.close()
                 except hw.DriverError as e:
                     log.warning("closing the %s driver: %s", kind_name, e)
+        if self.hmi is not None:
+            await self.hmi.close()
+        if self.pictures is not None:
+            self.pictures.close()
         if self.control is not None:
             await self.control.close()
         if self.store is not None:
@@ -206,6 +223,15 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
             log.error("hard reset: the platform could not reboot: %s", e)
             return 1
     return 0
+
+
+def _central_roots(certificates: CertificateStore, state_dir: Any) -> Any:
+    """The installed CentralSystemRootCertificate(s), trusted for HTTPS besides the system store."""
+    bundle = certificates.root_bundle_path("CentralSystemRootCertificate")
+    if bundle is not None:
+        return bundle
+    path = state_dir / "certs" / "central_system_root.pem"
+    return path if path.exists() else None
 
 
 def _exec(command: list[str]) -> None:

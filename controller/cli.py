@@ -1,4 +1,4 @@
-"""The ``evsectl`` command: run, status, sim, csms, demo.
+"""The ``evsectl`` command: run, status, sim, csms, demo, hmi.
 
 ``EVSECTL_CONFIG`` is the fallback for ``--config`` in every subcommand.
 Exit codes: 0 ok, 1 the daemon refused or is not running, 2 bad settings or
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     csms = sub.add_parser("csms", help="run a small local CSMS for a rig (127.0.0.1)")
     csms.add_argument("--host", default="127.0.0.1")
     csms.add_argument("--port", type=int, default=9000)
+
+    hmi = sub.add_parser("hmi", help="run the touchscreen (a separate process: python -m hmi)")
+    hmi.add_argument("--config", dest="config_sub")
+    hmi.add_argument("--socket", help="the HMI socket (default: [hmi] socket from the settings)")
+    hmi.add_argument("--windowed", action="store_true", help="a window instead of full screen")
+    hmi.add_argument("--size", help="WxH instead of the model's resolution")
 
     demo = sub.add_parser("demo", help="local CSMS + charger with mock hardware + one charging session")
     demo.add_argument("--forever", action="store_true", help="keep running after the session")
@@ -151,6 +158,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         asyncio.run(run_forever(args.host, args.port, print))
         return 0
+    if args.command == "hmi":
+        # its own process, never imported here: the controller does not import pygame or hmi
+        path = args.socket or str(_settings(args).hmi_socket)
+        argv = [sys.executable, "-m", "hmi", "--socket", path]
+        argv += ["--windowed"] if args.windowed else []
+        argv += ["--size", args.size] if args.size else []
+        os.execv(sys.executable, argv)
     if args.command == "demo":
         from .demo import run_demo
 

@@ -62,6 +62,9 @@ class Settings:
     sim_clock: bool = False
     firmware_trial_s: float = 300.0
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    hmi_socket: Path = Path("/run/evsectl/hmi.sock")  # [hmi] socket: next to the control socket
+    hmi_idle_s: float = 120.0  # [hmi] idle_s: screensaver after this long without activity
+    picture_deadline_s: float = 8.0  # [hmi] download_deadline_s: bound of a picture DataTransfer
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -111,6 +114,7 @@ _KNOWN = {
     "rig": {"control_socket", "sim_clock"},
     "log": {"level"},
     "firmware": {"trial_s"},
+    "hmi": {"socket", "idle_s", "download_deadline_s"},
 }
 
 
@@ -188,6 +192,13 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
     trial_s = get("firmware", "trial_s", (int, float), 300)  # type: ignore[arg-type]
     if not 10 <= trial_s <= 3600:
         raise fail("firmware", "trial_s", "must be 10..3600 seconds")
+    hmi_socket = Path(get("hmi", "socket", str, str(socket_path.parent / "hmi.sock")))
+    hmi_idle_s = get("hmi", "idle_s", (int, float), 120)  # type: ignore[arg-type]
+    if not 5 <= hmi_idle_s <= 86400:
+        raise fail("hmi", "idle_s", "must be 5..86400 seconds")
+    picture_deadline_s = get("hmi", "download_deadline_s", (int, float), 8)  # type: ignore[arg-type]
+    if not 1 <= picture_deadline_s <= 25:
+        raise fail("hmi", "download_deadline_s", "must be 1..25 seconds (inside the CSMS call time-out)")
     level = get("log", "level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail("log", "level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -196,6 +207,7 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
         box_identifier=box, keys=keys, vendor_ids=dict(vendor_ids), drivers=drivers,
         driver_options={k: dict(v) for k, v in options.items()}, control_socket=socket_path,
         log_level=level, response_timeout_s=float(timeout), reconnect_max_s=float(reconnect_max), sim_clock=sim_clock, firmware_trial_s=float(trial_s), raw=data,
+        hmi_socket=hmi_socket, hmi_idle_s=float(hmi_idle_s), picture_deadline_s=float(picture_deadline_s),
     )
     _check_keys(settings, text, fail)
     return settings
