@@ -52,6 +52,8 @@ TAMPER_DTCS = frozenset({"0x10020C", "0x10020E", "0x200204", "0x20020B"})
 #: DTCs whose StopTransaction reason is more precise than Other
 STOP_REASONS = {"0x100202": "EmergencyStop", "0x200202": "EmergencyStop", "0x100211": "PowerLoss"}
 METER_FAILURE_DTC = "0x10020F"
+#: how often a failed meter is read again until it answers (then the fault clears)
+METER_PROBE_S = 10.0
 #: connection attempts with a new security profile before falling back to the last good one
 PROFILE_ATTEMPTS = 3
 #: the most messages kept queued on disk (a day offline at 1 sample/s per connector
@@ -347,6 +349,11 @@ class Charger:
             self._schedule_heartbeat()
         elif kind == "remote":
             self._remote_expired(arg)
+        elif kind == "probe":  # the meter failed: keep reading until it answers again
+            c = self.connectors[int(arg)]
+            if METER_FAILURE_DTC in c.faults:
+                self.emit(cmd.Sample(c.connector_id, "probe"))
+                self._timers[name] = self.now() + METER_PROBE_S
         elif kind == "certsign":
             self.cert_sign_retries += 1
             self.sign_certificate()
@@ -511,6 +518,8 @@ class Charger:
             "connector_id": e.connector_id, "severity": dtc.severity, "at": self.stamp(),
         }
         log.warning("fault %s (%s) on connector %s: %s", dtc.code, dtc.severity, e.connector_id, dtc.description)
+        if dtc.code == METER_FAILURE_DTC and e.connector_id:
+            self._timers[f"probe:{e.connector_id}"] = self.now() + METER_PROBE_S
         if dtc.severity == "error":
             reason = STOP_REASONS.get(dtc.code, "Other")
             targets = self.connectors.values() if e.connector_id == 0 else [self.connectors[e.connector_id]]
