@@ -1,0 +1,549 @@
+#!/usr/bin/env python3
+"""OCPP-J fuzzer (issue 10, R-OPS 3): mutated and random frames for every CSMS → charge point
+action, pipelined over our CSMS's raw send, against the real daemon with a running charge.
+
+    python bench/fuzz.py                         # 1 000 000 frames, seed 1
+    python bench/fuzz.py --frames 20000 --seed 3 --window 64
+
+Checks: every CALL with a readable id ([2, "<id>", "<action>", {...}]) gets exactly one
+answer; a CALLRESULT validates against the ``ocpp`` library's response schema; a CALLERROR
+carries an OCPP-J 1.6 code (NotImplemented for an unknown action; a schema-invalid payload
+never gets a CALLRESULT; the unmutated valid payload never gets a CALLERROR); nothing
+answers twice; the daemon never exits or drops the WebSocket; the charge started before
+the run keeps going (MeterValues arrive, connector 1 still Charging at the end).
+
+Neutralised (kept out of the random stream, see the README): Reset, UpdateFirmware and
+SignedUpdateFirmware are sent only in schema-invalid form; ChangeAvailability never with
+type Inoperative; RemoteStopTransaction never with the running transaction's id;
+ChangeConfiguration never of SecurityProfile, SupervisionUrl, BoxIdentifier,
+AuthorizationKey or MeterValueSampleInterval (any case); every URL in any payload
+(GetDiagnostics, GetLog, DataTransfer tariff/picture downloads...) points at a refused
+port on 127.0.0.1, with retries 0. Charging profiles are cleared before the final check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+for p in (REPO, REPO / "tests" / "integration"):
+    if str(p) not in sys.path:
+        sys.path.insert(1, str(p))
+
+import ocpp  # noqa: E402
+from ocpp.exceptions import OCPPError  # noqa: E402
+from ocpp.messages import Call, CallResult, _validate_payload  # noqa: E402
+from daemon_harness import Daemon  # noqa: E402
+from websockets.exceptions import ConnectionClosed  # noqa: E402
+
+from controller.csms import CentralSystem  # noqa: E402
+
+BOX = "CP-TEST"
+OCPP16_CODES = frozenset({
+    "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
+    "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
+    "TypeConstraintViolation", "GenericError",
+})
+NOW = "2026-11-26T00:00:00.000Z"
+CERT = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUfuzz\n-----END CERTIFICATE-----\n"
+HASH = {"hashAlgorithm": "SHA256", "issuerNameHash": "a" * 64, "issuerKeyHash": "b" * 64,
+        "serialNumber": "01"}
+DEAD_URL = "http://127.0.0.1:9/fuzz"
+TX_TAG = "FUZZTX"
+
+BASE: dict[str, dict[str, Any]] = {
+    "CancelReservation": {"reservationId": 5},
+    "CertificateSigned": {"certificateChain": CERT},
+    "ChangeAvailability": {"connectorId": 2, "type": "Operative"},
+    "ChangeConfiguration": {"key": "HeartbeatInterval", "value": "300"},
+    "ClearCache": {},
+    "ClearChargingProfile": {"id": 3, "connectorId": 1, "chargingProfilePurpose": "TxDefaultProfile",
+                             "stackLevel": 0},
+    "DataTransfer": {"vendorId": "com.se.cost", "messageId": "CostUpdated",
+                     "data": json.dumps({"currency": "EUR", "totalCost": 1.5, "transactionId": 999})},
+    "DeleteCertificate": {"certificateHashData": HASH},
+    "ExtendedTriggerMessage": {"requestedMessage": "Heartbeat", "connectorId": 1},
+    "GetCompositeSchedule": {"connectorId": 1, "duration": 3600, "chargingRateUnit": "W"},
+    "GetConfiguration": {"key": ["HeartbeatInterval", "NoSuchKey"]},
+    "GetDiagnostics": {"location": DEAD_URL, "retries": 0, "retryInterval": 1,
+                       "startTime": NOW, "stopTime": NOW},
+    "GetInstalledCertificateIds": {"certificateType": "CentralSystemRootCertificate"},
+    "GetLocalListVersion": {},
+    "GetLog": {"logType": "DiagnosticsLog", "requestId": 1, "retries": 0, "retryInterval": 1,
+               "log": {"remoteLocation": DEAD_URL, "oldestTimestamp": NOW, "latestTimestamp": NOW}},
+    "InstallCertificate": {"certificateType": "ManufacturerRootCertificate", "certificate": CERT},
+    "RemoteStartTransaction": {"connectorId": 2, "idTag": "FUZZRS",
+                               "chargingProfile": {"chargingProfileId": 9, "stackLevel": 1,
+                                                   "chargingProfilePurpose": "TxProfile",
+                                                   "chargingProfileKind": "Relative",
+                                                   "chargingSchedule": {"chargingRateUnit": "W",
+                                                       "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 20000.0}]}}},
+    "RemoteStopTransaction": {"transactionId": 424242},
+    "ReserveNow": {"connectorId": 2, "expiryDate": "2030-01-01T00:00:00Z", "idTag": "FUZZRES",
+                   "reservationId": 5, "parentIdTag": "PARENT"},
+    "Reset": {"type": "Soft"},
+    "SendLocalList": {"listVersion": 3, "updateType": "Differential",
+                      "localAuthorizationList": [{"idTag": "FUZZLL", "idTagInfo": {
+                          "status": "Accepted", "expiryDate": "2030-01-01T00:00:00Z", "parentIdTag": "P"}}]},
+    "SetChargingProfile": {"connectorId": 1, "csChargingProfiles": {
+        "chargingProfileId": 3, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+        "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+        "validFrom": "2020-01-01T00:00:00Z", "validTo": "2040-01-01T00:00:00Z",
+        "chargingSchedule": {"duration": 86400, "startSchedule": "2020-01-01T00:00:00Z",
+                             "chargingRateUnit": "A", "minChargingRate": 1.0,
+                             "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 50.0, "numberPhases": 3},
+                                                        {"startPeriod": 3600, "limit": 100.0}]}}},
+    "SignedUpdateFirmware": {"requestId": 1, "retries": 0, "firmware": {
+        "location": DEAD_URL, "retrieveDateTime": NOW, "signingCertificate": CERT, "signature": "c2ln"}},
+    "TriggerMessage": {"requestedMessage": "StatusNotification", "connectorId": 1},
+    "UnlockConnector": {"connectorId": 1},
+    "UpdateFirmware": {"location": DEAD_URL, "retrieveDate": NOW, "retries": 0},
+}
+SCHEMA_INVALID_ONLY = frozenset({"Reset", "UpdateFirmware", "SignedUpdateFirmware"})
+BLOCKED_KEYS = frozenset(k.lower() for k in (
+    "SecurityProfile", "SupervisionUrl", "BoxIdentifier", "AuthorizationKey", "MeterValueSampleInterval"))
+ENUM_WORDS = ["Accepted", "Rejected", "Soft", "Hard", "Inoperative", "Operative", "TxProfile",
+              "ChargePointMaxProfile", "TxDefaultProfile", "Absolute", "Relative", "Recurring", "W", "A",
+              "Full", "Differential", "BootNotification", "MeterValues", "Heartbeat", "DiagnosticsLog",
+              "SecurityLog", "SignChargePointCertificate", "FirmwareStatusNotification", "Blocked"]
+KEYS = ["HeartbeatInterval", "ConnectionTimeOut", "MeterValuesSampledData", "LocalAuthListEnabled",
+        "AuthorizationCacheEnabled", "FreeCharging", "DefaultIdTag", "QRcode1", "WebSocketPingInterval",
+        "ClockAlignedDataInterval", "disconnectedMeterValueSampleInterval", "MinimumStatusDuration",
+        "ISO15118PnCEnabled", "AllowOfflineTxForUnknownId", "GetConfigurationMaxKeys", "NoSuchKey"]
+URL_RE = re.compile(r"(?i)\b(?:ftps?|https?|wss?|file)://[^\s\"']*")
+
+
+def schema_error(action: str, payload: Any, response: bool = False) -> str | None:
+    """Why the ``ocpp`` library's OCPP 1.6 validation refuses the payload (None: valid).
+
+    The library's own check (``ocpp.messages._validate_payload``), so its Decimal handling
+    of ``multipleOf: 0.1`` in charging schedules applies as it does in the daemon."""
+    message = (CallResult("x", copy.deepcopy(payload), action) if response
+               else Call("x", action, copy.deepcopy(payload)))
+    try:
+        _validate_payload(message, "1.6")
+    except OCPPError as e:
+        return str(e)[:200]
+    except (RecursionError, TypeError, ValueError) as e:
+        return repr(e)[:200]
+    return None
+
+
+@dataclass
+class Stats:
+    sent: int = 0
+    expecting: int = 0
+    answered: int = 0
+    results: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    failures: list[str] = field(default_factory=list)
+    meter_values_during: int = 0
+    seconds: float = 0.0
+
+    def fail(self, text: str) -> None:
+        self.failures.append(text)
+
+    def summary(self) -> str:
+        rate = self.sent / self.seconds if self.seconds else 0.0
+        errs = ", ".join(f"{k} {v}" for k, v in self.errors.most_common())
+        kinds = ", ".join(f"{k} {v}" for k, v in self.kinds.most_common())
+        return (f"frames sent: {self.sent}\nframes with a readable CALL id (answer required): {self.expecting}\n"
+                f"answered: {self.answered} (CALLRESULT {self.results}, CALLERROR {sum(self.errors.values())})\n"
+                f"CALLERROR codes: {errs or '-'}\nframe kinds: {kinds}\n"
+                f"MeterValues of the running transaction during the run: {self.meter_values_during}\n"
+                f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
+
+
+# ---------------------------------------------------------------- generation
+
+class Gen:
+    def __init__(self, rng: random.Random, tx_id: int, nesting_bomb: bool = True) -> None:
+        self.nesting_bomb = nesting_bomb
+        self.rng = rng
+        self.tx_id = tx_id
+
+    def scalar(self) -> Any:
+        r = self.rng
+        return r.choice([
+            None, True, False, 0, -1, 1, 2**31, 2**63, -2**63, 10**30, 1.5, -0.0, 1e308, "", "x",
+            "0", "-1", "1.5", "true", "null", r.choice(ENUM_WORDS), r.choice(ENUM_WORDS).lower(),
+            "2026-13-45T25:61:61Z", "not a date", NOW, "é✓\u0000\ud7ff", "A" * r.choice((20, 21, 36, 37, 51, 256, 1001)),
+            "\\u0000", "<script>", "' OR 1=1 --", r.randint(-10**6, 10**6), r.random() * 1e6,
+        ])
+
+    def value(self, depth: int = 0) -> Any:
+        r = self.rng
+        k = r.random()
+        if depth > 3 or k < 0.6:
+            return self.scalar()
+        if k < 0.8:
+            return [self.value(depth + 1) for _ in range(r.randint(0, 4))]
+        return {r.choice(["a", "idTag", "status", "key", "value", "connectorId", ""]): self.value(depth + 1)
+                for _ in range(r.randint(0, 4))}
+
+    def nested(self) -> Any:
+        depth = self.rng.choice((10, 50, 120))
+        v: Any = 1
+        for _ in range(depth):
+            v = [v] if self.rng.random() < 0.5 else {"a": v}
+        return v
+
+    def paths(self, obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [prefix]
+        if isinstance(obj, dict):
+            for key, val in obj.items():
+                out += self.paths(val, prefix + (key,))
+        elif isinstance(obj, list):
+            for i, val in enumerate(obj):
+                out += self.paths(val, prefix + (i,))
+        return out
+
+    def mutate(self, payload: Any) -> Any:
+        r = self.rng
+        payload = copy.deepcopy(payload)
+        for _ in range(r.choice((1, 1, 1, 2, 3))):
+            paths = self.paths(payload)
+            path = r.choice(paths)
+            parent = payload
+            for step in path[:-1]:
+                parent = parent[step]
+            op = r.random()
+            if not path:  # the payload itself
+                payload = self.value() if op < 0.5 else ({} if op < 0.7 else self.nested())
+                continue
+            key = path[-1]
+            cur = parent[key]
+            if op < 0.15 and isinstance(parent, dict):
+                del parent[key]
+            elif op < 0.25 and isinstance(parent, dict):
+                parent[r.choice(["extra", "IdTag", key.upper() if isinstance(key, str) else "k", ""])] = self.value()
+            elif op < 0.55:
+                parent[key] = self.scalar()
+            elif op < 0.65:
+                parent[key] = self.value()
+            elif op < 0.72 and isinstance(cur, str):
+                parent[key] = cur * r.choice((2, 10, 60)) if cur else "x" * 500
+            elif op < 0.78 and isinstance(cur, list):
+                parent[key] = cur * r.choice((0, 2, 60, 500))
+            elif op < 0.84 and isinstance(cur, int | float) and not isinstance(cur, bool):
+                parent[key] = r.choice((-cur, cur + 1, cur * 1000, str(cur), float(cur) + 0.5, -1, 0))
+            elif op < 0.9:
+                parent[key] = r.choice(ENUM_WORDS)
+            elif op < 0.95:
+                parent[key] = [cur]
+            else:
+                parent[key] = self.nested()
+        return payload
+
+    def neutralise(self, action: str, payload: Any) -> Any:
+        def walk(v: Any, depth: int = 0) -> Any:
+            if depth > 200:
+                return v
+            if isinstance(v, str):
+                return URL_RE.sub(DEAD_URL, v)
+            if isinstance(v, list):
+                return [walk(x, depth + 1) for x in v]
+            if isinstance(v, dict):
+                out = {k: walk(x, depth + 1) for k, x in v.items()}
+                for k in ("retries",):
+                    if isinstance(out.get(k), int) and not isinstance(out.get(k), bool) and out[k] > 0:
+                        out[k] = 0
+                return out
+            return v
+        payload = walk(payload)
+        if not isinstance(payload, dict):
+            return payload
+        if action == "ChangeAvailability" and isinstance(payload.get("type"), str) \
+                and payload["type"].lower() == "inoperative":
+            payload["type"] = "Operative"
+        if action == "RemoteStopTransaction" and payload.get("transactionId") == self.tx_id:
+            payload["transactionId"] = self.tx_id + 100000
+        if action == "ChangeConfiguration" and isinstance(payload.get("key"), str) \
+                and payload["key"].strip().lower() in BLOCKED_KEYS:
+            payload["key"] = "HeartbeatInterval"
+        return payload
+
+    def frame(self, uid: str) -> tuple[str, str, str, Any]:
+        """(kind, action, text, payload) — payload is None when the frame is not a proper CALL."""
+        r = self.rng
+        k = r.random()
+        action = r.choice(sorted(BASE))
+        if k < 0.08:
+            kind, payload = "valid", copy.deepcopy(BASE[action])
+            if action == "ChangeConfiguration":
+                payload = {"key": r.choice(KEYS), "value": str(r.choice((0, 1, 5, 60, 300, "true", "false", "")))}
+        elif k < 0.70:
+            kind, payload = "mutated", self.mutate(BASE[action])
+        elif k < 0.78:
+            kind, payload = "random payload", self.value() if r.random() < 0.5 else {
+                r.choice(["a", "idTag", "key", "connectorId", "type"]): self.value() for _ in range(r.randint(0, 5))}
+        elif k < 0.83:
+            kind, payload = "unknown action", copy.deepcopy(BASE[action])
+            action = r.choice([action.lower(), action + "X", "Foo", "", "SetVariables", "GetBaseReport",
+                               "BootNotification", "StartTransaction", " " + action, action.upper()])
+        else:
+            return self.broken(uid)
+        if kind != "unknown action":
+            payload = self.neutralise(action, payload)
+            if action in SCHEMA_INVALID_ONLY and schema_error(action, payload) is None:
+                payload = {"type": r.choice(["soft", "Warm", 1, None])} if action == "Reset" else {}
+        return kind, action, json.dumps([2, uid, action, payload]), payload
+
+    def broken(self, uid: str) -> tuple[str, str, str, Any]:
+        r = self.rng
+        action = r.choice(sorted(BASE))
+        good = json.dumps([2, uid, action, self.neutralise(action, copy.deepcopy(BASE[action]))])
+        if action in SCHEMA_INVALID_ONLY:
+            good = json.dumps([2, uid, action, {}])
+        choice = r.randrange(14 if self.nesting_bomb else 13)
+        if choice == 10 and not self.nesting_bomb:
+            choice = 13
+        text = [
+            lambda: good[: r.randint(0, len(good) - 1)],                      # truncated
+            lambda: good + r.choice(["]", "x", " ", "\n", ",1"]),              # trailing junk
+            lambda: json.dumps([r.choice([0, 1, 5, -1, "2", 2.0, None]), uid, action, {}]),  # type id
+            lambda: json.dumps([2, uid, action]),                              # too short
+            lambda: json.dumps([2, uid, action, {}, "extra"]),                 # too long
+            lambda: json.dumps([2, r.choice([1, None, 1.5, [], {}, True]), action, {}]),  # id type
+            lambda: json.dumps([2, uid, r.choice([1, None, [], {}]), {}]),   # action type
+            lambda: json.dumps(self.value()),                                  # random JSON
+            lambda: "".join(chr(r.randint(1, 0x2FF)) for _ in range(r.randint(0, 80))),  # garbage
+            lambda: "",
+            lambda: (lambda n: "[2,\"" + uid + "\",\"" + action + "\"," + '{"a":' * n + "1" + "}" * n + "]")(
+                r.choice((100, 1000, 20000))),                                  # nesting bomb
+            lambda: json.dumps([3, "unknown-" + uid, {}]),                     # result nobody asked for
+            lambda: json.dumps([4, "unknown-" + uid, "GenericError", "", {}]),
+            lambda: json.dumps([2, (uid + "x" * 5000)[: r.choice((36, 37, 100, 5000))], action, {}]),  # long id
+        ][choice]()
+        return "broken", action, text, None
+
+
+# ---------------------------------------------------------------- the run
+
+class Fuzzer:
+    def __init__(self, frames: int, seed: int, window: int, verbose: bool, nesting_bomb: bool = True) -> None:
+        self.nesting_bomb = nesting_bomb
+        self.frames = frames
+        self.rng = random.Random(seed)
+        self.window = window
+        self.verbose = verbose
+        self.stats = Stats()
+        self.pending: dict[str, tuple[str, str, Any, str]] = {}  # uid -> (kind, action, payload, text)
+        self.answered: set[str] = set()
+        self.optional: set[str] = set()  # ids of frames that may or may not be answered
+        self.slot = asyncio.Event()
+
+    def on_in(self, text: str) -> None:
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            return
+        if not (isinstance(msg, list) and msg and msg[0] in (3, 4) and len(msg) > 1):
+            return
+        uid = msg[1]
+        if not isinstance(uid, str):
+            return
+        if uid in self.answered:
+            self.stats.fail(f"second answer to {uid[:40]}: {text[:200]}")
+            return
+        entry = self.pending.pop(uid, None)
+        if entry is None:
+            if uid in self.optional:
+                self.optional.discard(uid)
+                self.answered.add(uid)
+                self.count(msg, None, None)
+            return
+        self.answered.add(uid)
+        self.stats.answered += 1
+        self.check(msg, *entry)
+        if len(self.pending) < self.window:
+            self.slot.set()
+
+    def count(self, msg: list[Any], action: str | None, payload: Any) -> None:
+        if msg[0] == 3:
+            self.stats.results += 1
+        else:
+            self.stats.errors[str(msg[2]) if len(msg) > 2 else "?"] += 1
+            if len(msg) != 5 or msg[2] not in OCPP16_CODES or not isinstance(msg[3], str) \
+                    or not isinstance(msg[4], dict):
+                self.stats.fail(f"CALLERROR not OCPP-J 1.6: {json.dumps(msg)[:200]}")
+
+    def check(self, msg: list[Any], kind: str, action: str, payload: Any, text: str) -> None:
+        self.count(msg, action, payload)
+        where = f"{kind} {action} {text[:160]}"
+        known = action in BASE
+        if msg[0] == 3:
+            if len(msg) != 3:
+                self.stats.fail(f"CALLRESULT of wrong length for {where}: {json.dumps(msg)[:200]}")
+            elif not known:
+                self.stats.fail(f"CALLRESULT for unknown action: {where}")
+            elif schema_error(action, payload) is not None:
+                self.stats.fail(f"schema-invalid request accepted with CALLRESULT: {where} -> {json.dumps(msg[2])[:150]}")
+            elif (err := schema_error(action, msg[2], response=True)) is not None:
+                self.stats.fail(f"CALLRESULT breaks the {action}Response schema ({err[:100]}): {where}")
+        else:
+            code = msg[2] if len(msg) > 2 else None
+            if not known and code != "NotImplemented" and action not in (
+                    "BootNotification", "StartTransaction"):
+                self.stats.fail(f"unknown action {action!r} answered {code}, not NotImplemented")
+            if kind == "valid" and action not in SCHEMA_INVALID_ONLY:
+                self.stats.fail(f"valid {action} answered with CALLERROR {code}: {text[:200]} -> {json.dumps(msg)[:200]}")
+
+    async def send(self, csms: Any, kind: str, text: str) -> None:
+        if kind == "broken" and text.count("{") > 500:
+            # Our CSMS's recorder parses every frame it sends (Frame.message) and json.loads
+            # raises RecursionError on a deep nesting bomb, which ocpp.messages.unpack does not
+            # catch: send this one past the recorder.
+            await csms._session(BOX).ws.send(text)
+        else:
+            await csms.send_raw(BOX, text)
+
+    async def run(self) -> Stats:
+        t0 = time.monotonic()
+        fuzzer = self
+
+        class Csms(CentralSystem):
+            def _on_frame(self, session: Any, direction: str, text: str) -> Any:  # type: ignore[override]
+                frame = super()._on_frame(session, direction, text)
+                if direction == "in":
+                    fuzzer.on_in(text)
+                return frame
+
+        with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
+            async with Csms("127.0.0.1", 0, max_records=20_000) as csms:
+                d = Daemon(Path(tmp), csms.url, keys={"MeterValueSampleInterval": 30})
+                d.config.write_text(d.config.read_text().replace('level = "DEBUG"', 'level = "WARNING"'))
+                try:
+                    await d.start()
+                    await d.until(lambda s: s["link"] == "connected", timeout_s=20, what="boot")
+                    d.plug(1)
+                    d.badge(TX_TAG)
+                    start = await csms.wait_for("StartTransaction", timeout=10)
+                    tx = await d.until(lambda s: s["connectors"][0]["transaction_id"], what="tx id")
+                    await d.until(lambda s: s["connectors"][0]["status"] == "Charging", what="charging")
+                    proc_pid = d.proc.pid if d.proc else None
+                    connects = len(csms.events(BOX, "connect"))
+                    mv_seen = 0
+
+                    def on_mv_tx(p: dict[str, Any]) -> bool:
+                        return p.get("transactionId") == tx
+
+                    gen = Gen(self.rng, tx, self.nesting_bomb)
+                    recent: list[str] = []
+                    last_advance = time.monotonic()
+                    for n in range(self.frames):
+                        uid = f"z{n:x}"
+                        kind, action, text, payload = gen.frame(uid)
+                        self.stats.kinds[kind] += 1
+                        readable = kind != "broken"
+                        if readable:
+                            self.pending[uid] = (kind, action, payload, text)
+                            self.stats.expecting += 1
+                        else:
+                            try:
+                                m = json.loads(text)
+                                if isinstance(m, list) and len(m) > 1 and isinstance(m[1], str):
+                                    self.optional.add(m[1])
+                            except (ValueError, RecursionError):
+                                pass
+                        recent.append(text)
+                        del recent[:-8]
+                        try:
+                            await self.send(csms, kind, text)
+                        except ConnectionClosed as e:
+                            shown = "\n    ".join(t[:300] for t in recent)
+                            raise AssertionError(f"link dropped ({e}) after frame {n}; last frames sent:\n    {shown}") from None
+                        self.stats.sent += 1
+                        while len(self.pending) >= self.window:
+                            self.slot.clear()
+                            try:
+                                await asyncio.wait_for(self.slot.wait(), 15)
+                            except TimeoutError:
+                                self.stats.fail(f"no answer within 15 s; {len(self.pending)} outstanding, "
+                                                f"e.g. {next(iter(self.pending.values()))[3][:200]}")
+                                self.pending.clear()
+                            if d.proc is not None and d.proc.returncode is not None:
+                                raise AssertionError(f"daemon exited with {d.proc.returncode}")
+                        if time.monotonic() - last_advance > 0.25:
+                            d.advance(30)  # one periodic sample
+                            last_advance = time.monotonic()
+                        if self.verbose and n and n % 10000 == 0:
+                            el = time.monotonic() - t0
+                            print(f"  {n} frames, {n / el:.0f}/s, failures {len(self.stats.failures)}", flush=True)
+                        if not csms.connected(BOX):
+                            raise AssertionError(f"link dropped after frame {n}: {text[:200]}")
+                    end = time.monotonic() + 15
+                    while self.pending and time.monotonic() < end:
+                        await asyncio.sleep(0.05)
+                    for uid, entry in list(self.pending.items())[:20]:
+                        self.stats.fail(f"never answered: {entry[3][:200]}")
+                    await asyncio.sleep(1.0)  # late duplicates
+                    # the charge goes on
+                    if d.proc is None or d.proc.returncode is not None or d.proc.pid != proc_pid:
+                        self.stats.fail("the daemon process is gone")
+                    if not csms.connected(BOX) or len(csms.events(BOX, "connect")) != connects:
+                        self.stats.fail(f"the link dropped during the run: {csms.events(BOX)[-3:]}")
+                    await csms.call(BOX, "ClearChargingProfile", {})
+                    mark = csms.mark()
+                    d.advance(30)
+                    await csms.wait_for("MeterValues", predicate=lambda r: on_mv_tx(r.payload),
+                                        since=mark, timeout=10)
+                    mv_seen = len([r for r in csms.calls("MeterValues") if on_mv_tx(r.payload)])
+                    self.stats.meter_values_during = mv_seen
+                    c1 = d.connector(1)
+                    if c1["transaction_id"] != tx or c1["status"] != "Charging":
+                        self.stats.fail(f"the charge did not go on: connector 1 {c1['status']}, "
+                                        f"transaction {c1['transaction_id']} (was {tx})")
+                    if csms.calls("StopTransaction"):
+                        self.stats.fail(f"a StopTransaction was sent: {csms.calls('StopTransaction')[0].payload}")
+                    try:
+                        csms.assert_clean(BOX)
+                    except AssertionError as e:
+                        self.stats.fail(str(e)[:300])
+                    del start
+                except AssertionError as e:
+                    self.stats.fail(str(e).splitlines()[0] + "\n" + d.log_tail(20))
+                finally:
+                    if d.proc is not None and d.proc.returncode is None:
+                        await d.stop()
+        self.stats.seconds = time.monotonic() - t0
+        return self.stats
+
+
+async def run(frames: int, seed: int, window: int = 64, verbose: bool = False,
+              nesting_bomb: bool = True) -> Stats:
+    return await Fuzzer(frames, seed, window, verbose, nesting_bomb).run()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=1_000_000, help="frames to send (default 1000000)")
+    ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    ap.add_argument("--window", type=int, default=64, help="CALLs in flight at once (default 64)")
+    ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--no-nesting-bomb", action="store_true",
+                    help="leave out the deeply nested JSON frames (known bug: the daemon drops the link)")
+    args = ap.parse_args()
+    stats = asyncio.run(run(args.frames, args.seed, args.window, args.verbose, not args.no_nesting_bomb))
+    print(f"fuzz run, seed {args.seed}, window {args.window}")
+    print(stats.summary())
+    for f in stats.failures[:40]:
+        print(f"  FAIL {f}")
+    return 0 if not stats.failures else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
