@@ -2,9 +2,10 @@
 
 Run as ``evsectl hmi`` (or ``python -m hmi``). Full screen at the model's
 resolution (the controller's snapshot says which); ``SDL_VIDEODRIVER`` picks the
-backend (``kmsdrm`` on the Pi, ``dummy`` headless). The loop sleeps in
-``pygame.event.wait`` until an event, a snapshot (the IPC thread posts an event)
-or the next moment the picture must change (screensaver, the cost counter).
+backend (``kmsdrm`` on the Pi, ``dummy`` headless). The loop sleeps until
+a snapshot arrives (the IPC thread sets an event), input is due to be read
+(every 50 ms) or the picture must change by itself (screensaver, the cost
+counter), and draws only when something visible changed.
 A crash here never reaches the controller: it is another process.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 
@@ -25,7 +27,7 @@ from .client import Client
 from .render import Frame, Renderer, hit
 
 log = logging.getLogger(__name__)
-IPC_EVENT = pygame.USEREVENT + 1
+POLL_S = 0.05  # how often input is looked at while nothing else happens
 
 
 class Hmi:
@@ -94,7 +96,8 @@ def run(socket_path: str, *, windowed: bool = False, size: tuple[int, int] | Non
     pygame.display.init()
     pygame.font.init()
     pygame.mouse.set_visible(windowed)
-    client = Client(socket_path, notify=lambda: _post(IPC_EVENT))
+    wake = threading.Event()
+    client = Client(socket_path, notify=wake.set)
     current = size or (800, 480)
     flags = 0 if windowed or os.environ.get("SDL_VIDEODRIVER") == "dummy" else pygame.FULLSCREEN
     display = pygame.display.set_mode(current, flags)
@@ -104,10 +107,13 @@ def run(socket_path: str, *, windowed: bool = False, size: tuple[int, int] | Non
     end = None if max_seconds is None else time.monotonic() + max_seconds
     try:
         while end is None or time.monotonic() < end:
+            # Sleep on our own event, not pygame.event.wait: without a video driver that can
+            # wait (dummy, and kmsdrm for touch input) SDL polls it every millisecond. Input
+            # is looked at POLL_S after the last look at the latest: touch latency <= 50 ms.
             wait = hmi.next_wake()
-            timeout = 1000 if wait is None else max(1, min(1000, int(wait * 1000)))
-            event = pygame.event.wait(timeout)
-            events = [event] + pygame.event.get() if event.type != pygame.NOEVENT else []
+            wake.wait(POLL_S if wait is None else max(0.0, min(POLL_S, wait)))
+            wake.clear()
+            events = pygame.event.get()
             for e in events:
                 if e.type == pygame.QUIT:
                     return 0
@@ -136,13 +142,6 @@ def _resized(old: Hmi, size: tuple[int, int], display: pygame.Surface, client: C
     new = Hmi(size, send=client.send, surface=display)
     new.snap, new.ui = old.snap, old.ui
     return new
-
-
-def _post(kind: int) -> None:
-    try:
-        pygame.event.post(pygame.event.Event(kind))
-    except pygame.error:
-        pass  # the display is closing
 
 
 def main(argv: list[str] | None = None) -> int:

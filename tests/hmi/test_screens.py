@@ -205,3 +205,12 @@ def test_pictures_are_scaled_to_fit_keeping_their_ratio(tmp_path, picture_size):
     assert drawn.w <= 200 and drawn.h <= 60
     assert (drawn.w == 200 or drawn.h == 60)
     assert abs(drawn.w / drawn.h - picture_size[0] / picture_size[1]) < 0.05
+
+
+def test_the_screenshot_generator_writes_every_screen_at_both_sizes(tmp_path):
+    written = samples.render_all(tmp_path)
+    names = {p.name for p in written}
+    for name in samples.snapshots((800, 480), {k: m.Picture("/x.png", 1) for k in
+                                               ("tariff", "logo", "screensaver1", "screensaver2")}):
+        assert {f"{name}-800x480.png", f"{name}-1024x768.png"} <= names
+    assert all(pygame.image.load(str(p)).get_size() in SIZES for p in written)
