@@ -1,7 +1,10 @@
 """python -m hmi --socket PATH: the touchscreen process."""
 
+import os
 import sys
 
-from .app import main
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+
+from .app import main  # noqa: E402
 
 sys.exit(main())

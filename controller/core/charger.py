@@ -1622,6 +1622,11 @@ def _on_cost_updated(charger: Charger, data: Any) -> tuple[str, str | None]:
     c = charger.connectors.get(cid)
     if c is None:
         return "Rejected", None
+    s = c.session
+    tx = cost["transaction_id"]
+    if tx is not None and s is not None and s.transaction_id is not None and str(tx) != str(s.transaction_id):
+        # the cost of another transaction than the one running here: never shown (R-DT 1)
+        return "Rejected", json.dumps({"reason": "UnknownTransaction"})
     c.cost = cost
     return "Accepted", None
 
