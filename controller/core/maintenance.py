@@ -36,6 +36,7 @@ class _Firmware:
     signature: str | None = None
     signing_certificate: str | None = None
     install_at: datetime | None = None
+    due: bool = False  # retrieve time reached while a canceled update's download still ran
 
 
 def _url_ok(url: str) -> bool:
@@ -72,6 +73,9 @@ class Maintenance:
         self.log_request_id: int | None = None
         self.firmware: _Firmware | None = None
         self.installing = False
+        # the update whose DownloadFirmware runs: results carry no id, so a new download
+        # starts only once the previous one (maybe of a canceled update) has answered
+        self.downloading: _Firmware | None = None
         self.trial: str | None = None  # "pending" | "rolled_back" after a firmware switch
 
     # ------------------------------------------------------------ status notifications
@@ -133,7 +137,8 @@ class Maintenance:
         if certificate_problem is not None:
             log.warning("SignedUpdateFirmware %s: signing certificate refused: %s", request_id, certificate_problem)
             self.security_event("InvalidFirmwareSigningCertificate", certificate_problem)
-            self.send("SignedFirmwareStatusNotification", {"status": "InvalidCertificate", "requestId": request_id})
+            # the answer says it: FirmwareStatusEnumType has no InvalidCertificate (whitepaper L01),
+            # a SignedFirmwareStatusNotification with it breaks the schema and is never sent
             return {"status": "InvalidCertificate"}
         status = "AcceptedCanceled" if self.firmware is not None and not self.installing else "Accepted"
         if self.installing:
@@ -165,10 +170,15 @@ class Maintenance:
             fw.install_at = None
             self.step()
             return
+        if self.downloading is not None:  # a canceled update's download still runs
+            fw.due = True
+            return
+        fw.due = False
         if not _url_ok(fw.location):
             self._firmware("DownloadFailed")
             self.firmware = None
             return
+        self.downloading = fw
         self._firmware("Downloading")
         self.emit(cmd.DownloadFirmware(
             fw.location, fw.retries, fw.retry_interval_s, fw.signature, fw.signing_certificate
@@ -177,8 +187,11 @@ class Maintenance:
     def firmware_downloaded(
         self, ok: bool, path: str | None, error: str | None, signature_ok: bool | None = None
     ) -> None:
-        fw = self.firmware
-        if fw is None:
+        fw, owner, self.downloading = self.firmware, self.downloading, None
+        if fw is None or owner is not fw:
+            log.info("download of a canceled firmware update finished (ok=%s): ignored", ok)
+            if fw is not None and fw.due:
+                self.fire()
             return
         if not ok:
             log.warning("firmware download failed: %s", error)

@@ -133,12 +133,18 @@ class MaintenanceRunner:
         except (TransferError, ValueError, OSError) as e:
             self.rt.dispatch(ev.FirmwareDownloaded(False, error=str(e)))
             return
+        except Exception as e:  # the core waits for the answer to every DownloadFirmware
+            log.exception("firmware download failed unexpectedly")
+            self.rt.dispatch(ev.FirmwareDownloaded(False, error=f"internal error: {e}"))
+            return
         signature_ok, problem = None, None
         if c.signature is not None and c.signing_certificate is not None:
             try:  # R-FW 2: nothing is installed before the signature over the file is checked
                 await asyncio.to_thread(verify_file_signature, result.path, c.signature, c.signing_certificate)
                 signature_ok = True
-            except (SignatureError, OSError) as e:
+            except Exception as e:  # SignatureError, OSError or anything else: not verified
+                if not isinstance(e, SignatureError | OSError):
+                    log.exception("firmware signature check failed unexpectedly")
                 signature_ok, problem = False, str(e)
                 result.path.unlink(missing_ok=True)
         self.rt.dispatch(ev.FirmwareDownloaded(True, path=str(result.path), error=problem, signature_ok=signature_ok))
