@@ -37,11 +37,16 @@ def log_dir(state_dir: Path) -> Path:
     return state_dir / "logs"
 
 
+_KEY_IN_FRAME = re.compile(r'(?i)("key"\s*:\s*"AuthorizationKey"\s*,\s*"value"\s*:\s*")[^"]*')
+
+
 class RedactingFormatter(logging.Formatter):
-    """Never writes a password of a URL (ftp://user:pass@host/...) into a log (R-SEC 5)."""
+    """Never writes a secret into a log (R-SEC 5): URL passwords (ftp://user:pass@host/...)
+    and the AuthorizationKey of a ChangeConfiguration frame logged at DEBUG."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return _URL_PASSWORD.sub(r"\1***@", super().format(record))
+        text = _URL_PASSWORD.sub(r"\1***@", super().format(record))
+        return _KEY_IN_FRAME.sub(r"\1***", text)
 
 
 def _formatter() -> logging.Formatter:

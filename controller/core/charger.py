@@ -120,6 +120,7 @@ class Charger:
         self.security = security  # controller.security.certs.CertificateStore, injected
         self.profile_failures = 0
         self.cert_sign_retries = 0
+        self._after_boot: list[cmd.Command] = []
         self._timers: dict[str, float] = {}
         self.authorizer = Authorizer(keys, store, clock.wall)
         self.reservations = ReservationBook(store)
@@ -172,9 +173,12 @@ class Charger:
         self.vendor_handlers.setdefault(vendor_id, {})[message_id] = handler
 
     def send(self, action: str, payload: dict[str, Any], ref: Any = None, triggered: bool = False) -> None:
-        """Send a CALL if registered; while Pending, only what a TriggerMessage asked for (OCPP 1.6 §4.2)."""
+        """Send a CALL if registered; while Pending, only what a TriggerMessage asked for (OCPP 1.6 §4.2).
+        A trigger that arrives before our boot answer is processed goes out right after it."""
         if self.online() or (triggered and self.link == "pending"):
             self.emit(cmd.SendCall(action, payload, ref))
+        elif triggered and self.link == "booting":
+            self._after_boot.append(cmd.SendCall(action, payload, ref))
 
     # ------------------------------------------------------------ events
     def handle(self, event: object) -> list[cmd.Command]:
@@ -231,6 +235,7 @@ class Charger:
 
     def _on_LinkDown(self, _: ev.LinkDown) -> None:
         self.link = "disconnected"
+        self._after_boot.clear()
         for name in ("boot", "heartbeat"):
             self._timers.pop(name, None)
 
@@ -304,9 +309,12 @@ class Charger:
                 reporter.reported = None  # report every connector afresh
             self.emit(cmd.WakeOutbox())
             log.info("BootNotification accepted")
+            self._release_after_boot()
             self.maintenance.boot_accepted()
         else:
             self.link = "pending" if status == "Pending" else "rejected"
+            if self.link == "pending":
+                self._release_after_boot()
             delay = boot_retry_delay(interval if isinstance(interval, int) else None)
             log.info("BootNotification %s; retry in %.0f s", status, delay)
             self._timers["boot"] = self.now() + delay
@@ -322,6 +330,11 @@ class Charger:
             due = self._timers.get(f"periodic:{cid}")
             if due is not None and due > latest:
                 self._timers[f"periodic:{cid}"] = latest
+
+    def _release_after_boot(self) -> None:
+        waiting, self._after_boot = self._after_boot, []
+        for c in waiting:
+            self.emit(c)
 
     def _schedule_heartbeat(self) -> None:
         interval = self.key_int("HeartbeatInterval")
@@ -1156,8 +1169,11 @@ class Charger:
 
     def _on_ProfileConnected(self, e: ev.ProfileConnected) -> None:
         self.profile_failures = 0
+        url = str(self.keys.get("SupervisionUrl") or "")
         if self.store.get_meta("security_profile_ok") != str(e.profile):
             self.store.set_meta("security_profile_ok", str(e.profile))
+        if self.store.get_meta("supervision_url_ok") != url:
+            self.store.set_meta("supervision_url_ok", url)
 
     def _on_ProfileFailed(self, e: ev.ProfileFailed) -> None:
         self.profile_failures += 1
@@ -1166,6 +1182,9 @@ class Charger:
             return
         log.error("security profile %s failed %d times: back to profile %s", e.profile, self.profile_failures, last_ok)
         self.keys.fall_back_security_profile(int(last_ok))
+        good_url = self.store.get_meta("supervision_url_ok")
+        if good_url and good_url != self.keys.get("SupervisionUrl"):
+            self.keys.change("SupervisionUrl", good_url)  # the URL that worked with that profile
         self._persist_keys()
         self.profile_failures = 0
         self.security_event(
@@ -1233,8 +1252,10 @@ class Charger:
         elif key == "securityprofile":
             self.security_event("ReconfigurationOfSecurityParameters", f"SecurityProfile {self.key_int('SecurityProfile')}")
             self.emit(cmd.Reconnect())  # connect with the new profile; falls back if it fails
-        elif key == "authorizationkey":  # used at the next connection (R-SEC 2)
+        elif key == "authorizationkey":  # OCA TC_073: reconnect at once with the new password
             self.security_event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
+            if self.key_int("SecurityProfile") in (1, 2):
+                self.emit(cmd.Reconnect())
 
     def _req_RemoteStartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:
         if self.leaving or self.maintenance.installing or not self.online():  # not while Pending (§4.2)

@@ -392,10 +392,6 @@ async def test_r_sec_1_new_profile_that_cannot_connect_falls_back_after_3_attemp
         assert "back to profile 1" in security_log(d)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fallback restores SecurityProfile only: the SupervisionUrl changed with it (ws:// -> wss://, as "
-    "a CSMS does when raising 1 -> 2) is kept, so the charger retries profile 1 against the wss:// "
-    "endpoint forever and never reaches the CSMS on which profile 1 worked (charger._on_ProfileFailed)"))
 async def test_r_sec_1_fallback_after_url_and_profile_change_reaches_the_old_endpoint(pki, make_daemon) -> None:
     plain = CentralSystem(basic_auth_password=KEY)
     broken = CentralSystem(ssl_context=ctx(pki, pki.rogue_server), basic_auth_password=KEY)
@@ -448,20 +444,15 @@ async def test_r_sec_1_TC_073_new_authorization_key_is_used_on_reconnect(make_da
         await d.start()
         await online(d, csms)
         mark = csms.mark()
-        assert await change(csms, "AuthorizationKey", KEY2) == "Accepted"
-        csms.basic_auth_password = KEY2
         before = len(accepted_handshakes(csms))
-        await csms.disconnect(BOX)
+        csms.basic_auth_password = KEY2
+        assert await change(csms, "AuthorizationKey", KEY2) == "Accepted"
         await eventually(lambda: len(accepted_handshakes(csms)) > before, "a reconnection with the new key")
         assert not [h for h in csms.handshakes(BOX)[before:] if h.status == 401]
         await security_event(csms, "ReconfigurationOfSecurityParameters", since=mark, tech="AuthorizationKey")
         assert KEY2 not in json.dumps([r.payload for r in csms.calls()])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "TC_073_CS step 3: after ChangeConfiguration AuthorizationKey the charger should disconnect "
-    "and reconnect with the new password at once; charger._key_changed('authorizationkey') only "
-    "records the event and the key is used at the next reconnection whenever that happens"))
 async def test_r_sec_1_TC_073_charger_reconnects_by_itself_after_a_key_change(make_daemon) -> None:
     async with CentralSystem(basic_auth_password=KEY) as csms:
         d = make_daemon(csms.url, keys={"SecurityProfile": 1, "AuthorizationKey": KEY})
@@ -588,11 +579,6 @@ async def test_r_sec_3_certificate_signed_is_validated_TC_077(pki, make_daemon) 
 # ---------------------------------------------------------------- triggered right after the boot
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a CALL that arrives together with the BootNotification.conf is handled before the core has "
-    "taken the boot answer (link still 'booting'): ExtendedTriggerMessage SignChargePointCertificate "
-    "is answered Accepted but Charger.send() drops the SignCertificate (only 'pending' lets a "
-    "triggered message through) and nothing sends it later"))
 async def test_r_trig_sign_charge_point_certificate_triggered_right_after_boot_is_sent(pki, make_daemon) -> None:
     """The CSMS answers BootNotification and at once triggers SignChargePointCertificate (both
     frames back to back): Accepted means the SignCertificate comes."""
