@@ -408,6 +408,11 @@ async def test_r_trig_peer_trigger_message_every_requested_message(
             assert {s.get("context") for s in value["sampledValue"]} == {"Trigger"}
     if requested in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
         assert params == {"status": "Idle"}
+    # the answers for every connector leave one after another: a Heartbeat triggered now
+    # comes after the last of them (one CALL in flight at a time, in order)
+    hb_mark = await peer_csms.mark()
+    await peer_csms.call(BOX, "TriggerMessage", {"requestedMessage": "Heartbeat"})
+    await wait_call(peer_csms, "Heartbeat", hb_mark)
     # with a connector id
     mark = await peer_csms.mark()
     answer = await peer_csms.call(
