@@ -128,7 +128,8 @@ class CsmsLink:
         try:
             await cp.start()
         except ConnectionClosed as e:
-            log.warning("CSMS closed the link: %s", e)
+            normal = e.rcvd is not None and e.rcvd.code == 1000
+            log.log(logging.INFO if normal else logging.WARNING, "link closed: %s", e)
         finally:
             self.cp = self.ws = None
             self._gone.set()  # a call still waiting on this socket ends now
