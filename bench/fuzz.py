@@ -136,7 +136,7 @@ def schema_error(action: str, payload: Any, response: bool = False) -> str | Non
         _validate_payload(message, "1.6")
     except OCPPError as e:
         return str(e)[:200]
-    except (RecursionError, TypeError, ValueError) as e:
+    except (RecursionError, TypeError, ValueError, ArithmeticError) as e:
         return repr(e)[:200]
     return None
 
@@ -151,6 +151,8 @@ class Stats:
     kinds: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
     meter_values_during: int = 0
+    held_back: Counter[str] = field(default_factory=Counter)
+    final_status: str = "?"
     seconds: float = 0.0
 
     def fail(self, text: str) -> None:
@@ -163,15 +165,16 @@ class Stats:
         return (f"frames sent: {self.sent}\nframes with a readable CALL id (answer required): {self.expecting}\n"
                 f"answered: {self.answered} (CALLRESULT {self.results}, CALLERROR {sum(self.errors.values())})\n"
                 f"CALLERROR codes: {errs or '-'}\nframe kinds: {kinds}\n"
-                f"MeterValues of the running transaction during the run: {self.meter_values_during}\n"
+                f"MeterValues of the running transaction during the run: {self.meter_values_during}, "
+                f"connector 1 at the end: {self.final_status}\n"
+                f"frames held back (--skip-known-bugs): {dict(self.held_back) or 0}\n"
                 f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
 
 
 # ---------------------------------------------------------------- generation
 
 class Gen:
-    def __init__(self, rng: random.Random, tx_id: int, nesting_bomb: bool = True) -> None:
-        self.nesting_bomb = nesting_bomb
+    def __init__(self, rng: random.Random, tx_id: int) -> None:
         self.rng = rng
         self.tx_id = tx_id
 
@@ -308,9 +311,7 @@ class Gen:
         good = json.dumps([2, uid, action, self.neutralise(action, copy.deepcopy(BASE[action]))])
         if action in SCHEMA_INVALID_ONLY:
             good = json.dumps([2, uid, action, {}])
-        choice = r.randrange(14 if self.nesting_bomb else 13)
-        if choice == 10 and not self.nesting_bomb:
-            choice = 13
+        choice = r.randrange(14)
         text = [
             lambda: good[: r.randint(0, len(good) - 1)],                      # truncated
             lambda: good + r.choice(["]", "x", " ", "\n", ",1"]),              # trailing junk
@@ -331,11 +332,45 @@ class Gen:
         return "broken", action, text, None
 
 
+# ---------------------------------------------------------------- known bugs
+
+def _numbers(v: Any, depth: int = 0) -> Any:
+    if depth > 200:
+        return
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int | float):
+        yield v
+    elif isinstance(v, list):
+        for x in v:
+            yield from _numbers(x, depth + 1)
+    elif isinstance(v, dict):
+        for x in v.values():
+            yield from _numbers(x, depth + 1)
+
+
+def known_bug(action: str, payload: Any, text: str) -> str | None:
+    """Which known daemon bug (see tests/reliability/test_fuzz_smoke.py) this frame would hit."""
+    if text.count("{") + text.count("[") > 900:
+        return "nesting bomb"
+    if action in ("SetChargingProfile", "RemoteStartTransaction") and any(
+            abs(x) >= 1e27 for x in _numbers(payload)):
+        return "huge number in a charging schedule"
+    if action == "GetCompositeSchedule" and isinstance(payload, dict) and isinstance(
+            payload.get("duration"), int) and not isinstance(payload.get("duration"), bool) \
+            and not 0 <= payload["duration"] < 2**40:
+        return "GetCompositeSchedule duration negative or huge"
+    if any(isinstance(x, int) and not -2**63 <= x < 2**63 for x in _numbers(payload)):
+        return "integer beyond 64 bits"
+    return None
+
+
 # ---------------------------------------------------------------- the run
 
 class Fuzzer:
-    def __init__(self, frames: int, seed: int, window: int, verbose: bool, nesting_bomb: bool = True) -> None:
-        self.nesting_bomb = nesting_bomb
+    def __init__(self, frames: int, seed: int, window: int, verbose: bool, skip_known_bugs: bool = False) -> None:
+        self.skip_known_bugs = skip_known_bugs
+        self.seed = seed
         self.frames = frames
         self.rng = random.Random(seed)
         self.window = window
@@ -343,7 +378,10 @@ class Fuzzer:
         self.stats = Stats()
         self.pending: dict[str, tuple[str, str, Any, str]] = {}  # uid -> (kind, action, payload, text)
         self.answered: set[str] = set()
-        self.optional: set[str] = set()  # ids of frames that may or may not be answered
+        self.optional: Counter[str] = Counter()  # ids of frames that may or may not be answered
+        self.connects = 0
+        self.tx_id: int | None = None
+        self.disconnects = 0
         self.slot = asyncio.Event()
 
     def on_in(self, text: str) -> None:
@@ -351,20 +389,25 @@ class Fuzzer:
             msg = json.loads(text)
         except ValueError:
             return
+        if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "MeterValues" \
+                and isinstance(msg[3], dict) and msg[3].get("transactionId") == self.tx_id:
+            self.stats.meter_values_during += 1
         if not (isinstance(msg, list) and msg and msg[0] in (3, 4) and len(msg) > 1):
             return
         uid = msg[1]
         if not isinstance(uid, str):
+            return
+        if self.optional[uid] > 0:  # a broken frame (random JSON may repeat an id)
+            self.optional[uid] -= 1
+            self.count(msg, None, None)
             return
         if uid in self.answered:
             self.stats.fail(f"second answer to {uid[:40]}: {text[:200]}")
             return
         entry = self.pending.pop(uid, None)
         if entry is None:
-            if uid in self.optional:
-                self.optional.discard(uid)
-                self.answered.add(uid)
-                self.count(msg, None, None)
+            if uid.startswith("z"):  # ours (the CSMS's own calls use uuids)
+                self.stats.fail(f"answer to an id never sent: {text[:200]}")
             return
         self.answered.add(uid)
         self.stats.answered += 1
@@ -399,6 +442,8 @@ class Fuzzer:
             if not known and code != "NotImplemented" and action not in (
                     "BootNotification", "StartTransaction"):
                 self.stats.fail(f"unknown action {action!r} answered {code}, not NotImplemented")
+            if code == "InternalError":
+                self.stats.fail(f"InternalError (the handler raised) for {where}")
             if kind == "valid" and action not in SCHEMA_INVALID_ONLY:
                 self.stats.fail(f"valid {action} answered with CALLERROR {code}: {text[:200]} -> {json.dumps(msg)[:200]}")
 
@@ -422,6 +467,13 @@ class Fuzzer:
                     fuzzer.on_in(text)
                 return frame
 
+            def _event(self, identity: str, kind: Any, detail: str = "") -> None:  # type: ignore[override]
+                super()._event(identity, kind, detail)
+                if identity == BOX and kind == "connect":
+                    fuzzer.connects += 1
+                elif identity == BOX and kind == "disconnect":
+                    fuzzer.disconnects += 1
+
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             async with Csms("127.0.0.1", 0, max_records=20_000) as csms:
                 d = Daemon(Path(tmp), csms.url, keys={"MeterValueSampleInterval": 30})
@@ -435,18 +487,25 @@ class Fuzzer:
                     tx = await d.until(lambda s: s["connectors"][0]["transaction_id"], what="tx id")
                     await d.until(lambda s: s["connectors"][0]["status"] == "Charging", what="charging")
                     proc_pid = d.proc.pid if d.proc else None
-                    connects = len(csms.events(BOX, "connect"))
-                    mv_seen = 0
+                    self.tx_id = tx
+                    connects = self.connects
 
                     def on_mv_tx(p: dict[str, Any]) -> bool:
                         return p.get("transactionId") == tx
 
-                    gen = Gen(self.rng, tx, self.nesting_bomb)
+                    gen = Gen(self.rng, tx)
                     recent: list[str] = []
+                    shown_failures = 0
                     last_advance = time.monotonic()
                     for n in range(self.frames):
                         uid = f"z{n:x}"
                         kind, action, text, payload = gen.frame(uid)
+                        if self.skip_known_bugs:
+                            bug = known_bug(action, payload, text)
+                            while bug is not None:
+                                self.stats.held_back[bug] += 1
+                                kind, action, text, payload = gen.frame(uid)
+                                bug = known_bug(action, payload, text)
                         self.stats.kinds[kind] += 1
                         readable = kind != "broken"
                         if readable:
@@ -456,7 +515,7 @@ class Fuzzer:
                             try:
                                 m = json.loads(text)
                                 if isinstance(m, list) and len(m) > 1 and isinstance(m[1], str):
-                                    self.optional.add(m[1])
+                                    self.optional[m[1]] += 1
                             except (ValueError, RecursionError):
                                 pass
                         recent.append(text)
@@ -477,12 +536,15 @@ class Fuzzer:
                                 self.pending.clear()
                             if d.proc is not None and d.proc.returncode is not None:
                                 raise AssertionError(f"daemon exited with {d.proc.returncode}")
-                        if time.monotonic() - last_advance > 0.25:
-                            d.advance(30)  # one periodic sample
+                        if time.monotonic() - last_advance > 1.0:
+                            d.advance(30)  # one periodic sample a second
                             last_advance = time.monotonic()
                         if self.verbose and n and n % 10000 == 0:
                             el = time.monotonic() - t0
                             print(f"  {n} frames, {n / el:.0f}/s, failures {len(self.stats.failures)}", flush=True)
+                            for f in self.stats.failures[shown_failures:]:
+                                print(f"    FAIL {f[:400]}", flush=True)
+                            shown_failures = len(self.stats.failures)
                         if not csms.connected(BOX):
                             raise AssertionError(f"link dropped after frame {n}: {text[:200]}")
                     end = time.monotonic() + 15
@@ -494,17 +556,18 @@ class Fuzzer:
                     # the charge goes on
                     if d.proc is None or d.proc.returncode is not None or d.proc.pid != proc_pid:
                         self.stats.fail("the daemon process is gone")
-                    if not csms.connected(BOX) or len(csms.events(BOX, "connect")) != connects:
-                        self.stats.fail(f"the link dropped during the run: {csms.events(BOX)[-3:]}")
+                    if not csms.connected(BOX) or self.connects != connects or self.disconnects:
+                        self.stats.fail(f"the link dropped during the run: {self.disconnects} disconnects, "
+                                        f"{self.connects - connects} reconnects")
                     await csms.call(BOX, "ClearChargingProfile", {})
                     mark = csms.mark()
                     d.advance(30)
                     await csms.wait_for("MeterValues", predicate=lambda r: on_mv_tx(r.payload),
                                         since=mark, timeout=10)
-                    mv_seen = len([r for r in csms.calls("MeterValues") if on_mv_tx(r.payload)])
-                    self.stats.meter_values_during = mv_seen
                     c1 = d.connector(1)
-                    if c1["transaction_id"] != tx or c1["status"] != "Charging":
+                    battery_full = c1["status"] == "SuspendedEV" and (c1.get("soc") or 0) >= 99
+                    self.stats.final_status = f"{c1['status']} (SoC {c1.get('soc')} %)"
+                    if c1["transaction_id"] != tx or not (c1["status"] == "Charging" or battery_full):
                         self.stats.fail(f"the charge did not go on: connector 1 {c1['status']}, "
                                         f"transaction {c1['transaction_id']} (was {tx})")
                     if csms.calls("StopTransaction"):
@@ -515,17 +578,21 @@ class Fuzzer:
                         self.stats.fail(str(e)[:300])
                     del start
                 except AssertionError as e:
-                    self.stats.fail(str(e).splitlines()[0] + "\n" + d.log_tail(20))
+                    self.stats.fail(str(e))
                 finally:
                     if d.proc is not None and d.proc.returncode is None:
                         await d.stop()
+                    if self.stats.failures and d.log_path.exists():
+                        keep = Path(tempfile.gettempdir()) / f"fuzz-daemon-seed{self.seed}.log"
+                        keep.write_bytes(d.log_path.read_bytes())
+                        self.stats.fail(f"(the daemon's log is kept in {keep})")
         self.stats.seconds = time.monotonic() - t0
         return self.stats
 
 
 async def run(frames: int, seed: int, window: int = 64, verbose: bool = False,
-              nesting_bomb: bool = True) -> Stats:
-    return await Fuzzer(frames, seed, window, verbose, nesting_bomb).run()
+              skip_known_bugs: bool = False) -> Stats:
+    return await Fuzzer(frames, seed, window, verbose, skip_known_bugs).run()
 
 
 def main() -> int:
@@ -534,14 +601,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     ap.add_argument("--window", type=int, default=64, help="CALLs in flight at once (default 64)")
     ap.add_argument("--verbose", "-v", action="store_true")
-    ap.add_argument("--no-nesting-bomb", action="store_true",
-                    help="leave out the deeply nested JSON frames (known bug: the daemon drops the link)")
+    ap.add_argument("--skip-known-bugs", action="store_true",
+                    help="replace frames that hit a known daemon bug (known_bug(); each is an xfail "
+                         "test in tests/reliability/test_fuzz_smoke.py) by fresh ones, and count them")
     args = ap.parse_args()
-    stats = asyncio.run(run(args.frames, args.seed, args.window, args.verbose, not args.no_nesting_bomb))
+    stats = asyncio.run(run(args.frames, args.seed, args.window, args.verbose, args.skip_known_bugs))
     print(f"fuzz run, seed {args.seed}, window {args.window}")
     print(stats.summary())
     for f in stats.failures[:40]:
-        print(f"  FAIL {f}")
+        print(f"  FAIL {f[:3000]}")
     return 0 if not stats.failures else 1
 
 
