@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-for p in (REPO, REPO / "tests" / "integration"):
-    if str(p) not in sys.path:
-        sys.path.insert(1, str(p))
+# REPO first: bench/ (sys.path[0] when run as a script) has a drivers.py that must not
+# shadow the drivers package
+for p in (REPO / "tests" / "integration", REPO):
+    if str(p) in sys.path:
+        sys.path.remove(str(p))
+    sys.path.insert(0, str(p))
 
 from daemon_harness import Daemon  # noqa: E402
 

@@ -1,15 +1,25 @@
 """Reliability tests (issue 10): power cuts and fuzzed frames against the real daemon.
 
 The heavy lifting lives in ``bench/powercut.py`` and ``bench/fuzz.py`` (the full runs);
-these tests import them and run short, seeded smoke runs of the same code.
+these tests load them (as the modules ``powercut`` and ``fuzz``, by file path: ``bench/``
+is not put on sys.path, its ``drivers.py`` would shadow the ``drivers`` package) and run
+short, seeded smoke runs of the same code.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-for path in (REPO / "bench", REPO / "tests" / "integration"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+if str(REPO / "tests" / "integration") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+for _name in ("powercut", "fuzz"):
+    if _name not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(_name, REPO / "bench" / f"{_name}.py")
+        assert _spec is not None and _spec.loader is not None
+        _module = importlib.util.module_from_spec(_spec)
+        sys.modules[_name] = _module
+        _spec.loader.exec_module(_module)
