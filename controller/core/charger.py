@@ -52,6 +52,8 @@ TAMPER_DTCS = frozenset({"0x10020C", "0x10020E", "0x200204", "0x20020B"})
 #: DTCs whose StopTransaction reason is more precise than Other
 STOP_REASONS = {"0x100202": "EmergencyStop", "0x200202": "EmergencyStop", "0x100211": "PowerLoss"}
 METER_FAILURE_DTC = "0x10020F"
+#: the longest GetCompositeSchedule answered (a year); longer is Rejected
+MAX_COMPOSITE_S = 366 * 24 * 3600
 #: how often a failed meter is read again until it answers (then the fault clears)
 METER_PROBE_S = 10.0
 #: connection attempts with a new security profile before falling back to the last good one
@@ -1321,6 +1323,8 @@ class Charger:
     def _req_GetCompositeSchedule(self, p: dict[str, Any]) -> dict[str, Any]:
         cid = p["connectorId"]
         if cid != 0 and cid not in self.connectors:
+            return {"status": "Rejected"}
+        if not 0 <= p["duration"] <= MAX_COMPOSITE_S:
             return {"status": "Rejected"}
         wall = self.clock.wall()
         if cid == 0:

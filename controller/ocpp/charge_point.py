@@ -13,6 +13,7 @@ always with ``suppress=False``.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import logging
 from dataclasses import asdict
@@ -58,15 +59,34 @@ class CallErrorReply(Exception):
         self.code, self.description = code, description
 
 
-def _schema_problem(message_type_id: int, action: str, payload: Any) -> ValidationError | None:
-    parse_float = float
-    if action in ("SetChargingProfile", "RemoteStartTransaction", "GetCompositeSchedule"):
-        import decimal
+#: OCPP 1.6 integers are 32-bit; larger ones are refused before they reach the core
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
-        parse_float = decimal.Decimal  # type: ignore[assignment]
-        payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
-    validator = get_validator(message_type_id, action, "1.6", parse_float=parse_float)
-    return next(iter(sorted(validator.iter_errors(payload), key=lambda e: e.path)), None)
+
+def _integer_out_of_range(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return not INT_MIN <= value <= INT_MAX
+    if isinstance(value, dict):
+        return any(_integer_out_of_range(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_integer_out_of_range(v) for v in value)
+    return False
+
+
+def _schema_problem(message_type_id: int, action: str, payload: Any) -> ValidationError | None:
+    if _integer_out_of_range(payload):
+        return ValidationError("an integer is outside the 32-bit range of OCPP", validator="maximum")
+    parse_float = float
+    try:
+        if action in ("SetChargingProfile", "RemoteStartTransaction", "GetCompositeSchedule"):
+            parse_float = decimal.Decimal  # type: ignore[assignment]
+            payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+        validator = get_validator(message_type_id, action, "1.6", parse_float=parse_float)
+        return next(iter(sorted(validator.iter_errors(payload), key=lambda e: e.path)), None)
+    except (ArithmeticError, ValueError, RecursionError) as e:  # e.g. 1e30 % Decimal("0.1")
+        return ValidationError(f"a number cannot be checked: {e.__class__.__name__}", validator="maximum")
 
 
 class EvseChargePoint(ChargePoint):
@@ -79,10 +99,20 @@ class EvseChargePoint(ChargePoint):
 
     # ---------------------------------------------------------------- incoming
     async def route_message(self, raw_msg: str | bytes) -> None:
+        """Route one frame; nothing a CSMS sends may end the receive loop (R-OPS 3)."""
+        try:
+            await self._route(raw_msg)
+        except Exception:  # noqa: BLE001 - a bug of ours must not drop the link
+            log.exception("frame could not be handled: %.200r", raw_msg)
+
+    async def _route(self, raw_msg: str | bytes) -> None:
         try:
             msg = ocpp.messages.unpack(raw_msg)
         except OCPPError as e:
             await self._reject_unparsable(raw_msg, e)
+            return
+        except (RecursionError, ValueError) as e:  # e.g. JSON nested deeper than the parser goes
+            log.warning("unreadable frame ignored (%s): %.120r", e.__class__.__name__, raw_msg)
             return
         if msg.message_type_id != MessageType.Call:
             self._response_queue.put_nowait(msg)
@@ -114,7 +144,7 @@ class EvseChargePoint(ChargePoint):
         """Answer a malformed frame when its unique id can be read; never drop the link."""
         try:
             frame = json.loads(raw_msg)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             frame = None
         if isinstance(frame, list) and len(frame) >= 2 and _valid_unique_id(frame[1]) and frame[0] not in (3, 4):
             # a CALL-like frame (or an unknown MessageTypeId) whose id we can read; answers

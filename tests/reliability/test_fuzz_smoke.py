@@ -57,13 +57,6 @@ async def still_connected(csms: CentralSystem, connects: int) -> None:
     assert len(csms.events(BOX, "connect")) == connects and not csms.events(BOX, "disconnect")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R-OPS 3 bug: a CALL frame with deeply nested JSON (20 000 levels, ~140 kB, under the "
-    "WebSocket size limit) makes json.loads raise RecursionError in "
-    "controller/ocpp/charge_point.py route_message (ocpp.messages.unpack only catches "
-    "JSONDecodeError); the exception escapes the receive loop (controller/ocpp/link.py _serve) "
-    "and the daemon closes the WebSocket with 1011 instead of answering FormationViolation "
-    "(or ignoring the frame) and staying connected"))
 @pytest.mark.timeout(60)
 async def test_r_ops_3_deeply_nested_json_frame_keeps_the_link(booted) -> None:
     csms, _ = booted
@@ -75,13 +68,6 @@ async def test_r_ops_3_deeply_nested_json_frame_keeps_the_link(booted) -> None:
     await still_connected(csms, connects)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R-OPS 3 bug: SetChargingProfile (or RemoteStartTransaction with a chargingProfile) whose "
-    "limit is a huge number (1e30) drops the link: the schema check in "
-    "controller/ocpp/charge_point.py _schema_problem parses numbers as Decimal for the "
-    "multipleOf 0.1 rule and jsonschema's `instance % Decimal('0.1')` raises "
-    "decimal.InvalidOperation (DivisionImpossible); it escapes route_message and the daemon "
-    "closes the WebSocket with 1011 instead of answering PropertyConstraintViolation / Rejected"))
 @pytest.mark.timeout(60)
 async def test_r_ops_3_huge_charging_limit_keeps_the_link(booted) -> None:
     csms, _ = booted
@@ -95,11 +81,6 @@ async def test_r_ops_3_huge_charging_limit_keeps_the_link(booted) -> None:
     await still_connected(csms, connects)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R-SC 5 / R-OPS 3 bug: GetCompositeSchedule with a schema-valid but absurd duration "
-    "(-1, or >= 2**62) makes controller/core/limits.py composite_schedule raise (RuntimeError "
-    "'limits: boundary 4611686018427387904 not after 4611686018427387904' for 2**63); the "
-    "daemon answers CALLERROR InternalError instead of Rejected / PropertyConstraintViolation"))
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("duration", [-1, 2**63])
 async def test_r_sc_5_absurd_composite_duration_is_refused_not_internal_error(booted, duration) -> None:
@@ -110,11 +91,6 @@ async def test_r_sc_5_absurd_composite_duration_is_refused_not_internal_error(bo
         reply[0] == 4 and reply[2] == "PropertyConstraintViolation"), reply
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "R-RES / R-OPS 3 bug: ReserveNow with a reservationId beyond 64 bits (1e30 as a JSON "
-    "integer, schema-valid) reaches controller/store/sqlite.py put_reservation, which raises "
-    "OverflowError ('Python int too large to convert to SQLite INTEGER'); the daemon answers "
-    "CALLERROR InternalError instead of Rejected / PropertyConstraintViolation"))
 @pytest.mark.timeout(60)
 async def test_r_res_reservation_id_beyond_64_bits_is_refused_not_internal_error(booted) -> None:
     csms, _ = booted
