@@ -10,11 +10,13 @@ power-fail exit.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import random
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from drivers import interfaces as hw
@@ -43,6 +45,19 @@ log = logging.getLogger(__name__)
 #: how long SIGTERM waits for running transactions to be stopped and stored
 STOP_GRACE_S = 10.0
 DB_NAME = "evsectl.sqlite"
+
+
+def read_config_error(state_dir: Path) -> str | None:
+    """The refusal the first-boot step recorded for a settings file on the boot partition."""
+    try:
+        record = json.loads((state_dir / "config-error.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    where = f"{record.get('file', 'evsectl.toml')}:{record.get('line') or '?'}"
+    log.error("configuration error in %s: %s %s", where, record.get("key"), record.get("message"))
+    return f"{where}: {record.get('key') or ''}: {record.get('message') or ''}".strip()
 
 
 class StartupError(Exception):
@@ -84,6 +99,7 @@ class Daemon:
             identity=Identity(s.serial_number, __version__), vendor_ids=s.vendor_ids, rand=random.random,
             security=certificates,
         )
+        core.config_error = read_config_error(s.state_dir)
         self.runtime = Runtime(core, {}, self.clock, error_code_of=error_code_of)
         self.runtime.bind_loop()
         connectors = tuple(

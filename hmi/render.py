@@ -341,6 +341,18 @@ class Renderer:
         frame.texts["status"] = "Out of service"
 
 
+    def _config_error(self, snap: Snapshot, ui: view.UiState, now: float, frame: Frame) -> None:
+        s = self.surface
+        s.fill(DARK)
+        self.text("Configuration error", 64, (self.w // 2, self.h // 2 - int(40 * self.u)), WHITE, "center")
+        self.text(str(snap.config_error)[:90], 26, (self.w // 2, self.h // 2 + int(30 * self.u)),
+                  (240, 190, 120), "center")
+        self.text("The previous configuration is in use", 26, (self.w // 2, self.h // 2 + int(80 * self.u)),
+                  (170, 180, 190), "center")
+        frame.texts["status"] = "Configuration error"
+        frame.texts["config_error"] = str(snap.config_error)
+
+
 def hit(frame: Frame, pos: tuple[int, int]) -> str | None:
     for name, rect in frame.targets.items():
         if rect.collidepoint(pos):

@@ -74,6 +74,7 @@ def snapshots(screen: tuple[int, int], pics: dict[str, Picture]) -> dict[str, Sn
         "screensaver_default": b,
         "fault": replace(b, connectors=(replace(c1, status="Faulted", error=Fault("GroundFailure", "0x100206", "Insulation fault")), c2)),
         "out_of_service": replace(b, link="no-controller", operative=False),
+        "config_error": replace(b, config_error="/boot/firmware/evsectl.toml:7: ocpp.keys.NoSuchKey: unknown key"),
     }
 
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 from controller.ipc.messages import ConnectorView, Snapshot
 
-SCREENS = ("welcome", "choice", "charging", "finishing", "tariff", "screensaver", "fault", "out_of_service")
+SCREENS = (
+    "welcome", "choice", "charging", "finishing", "tariff", "screensaver", "fault", "out_of_service", "config_error",
+)
 CHARGING = ("Charging", "SuspendedEV", "SuspendedEVSE")
 
 
@@ -32,6 +34,8 @@ def selected(snap: Snapshot) -> ConnectorView | None:
 
 
 def choose(snap: Snapshot, ui: UiState, now: float) -> str:
+    if snap.config_error:
+        return "config_error"
     if snap.link == "no-controller" or not snap.operative or (
         snap.connectors and all(c.status == "Unavailable" for c in snap.connectors)
     ):

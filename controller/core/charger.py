@@ -123,6 +123,8 @@ class Charger:
         self.profile_failures = 0
         self.cert_sign_retries = 0
         self._after_boot: list[cmd.Command] = []
+        #: a settings file refused at boot (the previous good one runs): shown on the screen
+        self.config_error: str | None = None
         self._timers: dict[str, float] = {}
         self.authorizer = Authorizer(keys, store, clock.wall)
         self.reservations = ReservationBook(store)
@@ -1571,6 +1573,7 @@ class Charger:
             "station_reservations": [_reservation_view(r) for r in self.reservations.station_wide()],
             "local_list_version": self.authorizer.list_version(),
             "queued_messages": self.store.count(),
+            "config_error": self.config_error,
             "last_error": self.last_error,
             "station_operative": self.station_operative,
             "pictures": self.pictures,

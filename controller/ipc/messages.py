@@ -75,6 +75,7 @@ class Snapshot:
     screensaver: tuple[Picture, ...] = ()
     idle_s: float = 120.0  # screensaver after this long without a touch or a plug
     awake_seq: int = 0  # bumps when the controller saw activity (plug, badge)
+    config_error: str | None = None  # a settings file refused at boot: "file:line: key: why"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ def to_snapshot(state: dict[str, Any], *, screen: tuple[int, int], idle_s: float
         tariff=pic(pics.get("tariff")), logo=pic(pics.get("logo")),
         screensaver=tuple(p for p in (pic(x) for x in pics.get("screensaver") or ()) if p is not None),
         idle_s=float(idle_s),
+        config_error=state.get("config_error"),
     )
 
 

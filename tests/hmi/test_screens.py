@@ -214,3 +214,11 @@ def test_the_screenshot_generator_writes_every_screen_at_both_sizes(tmp_path):
                                                ("tariff", "logo", "screensaver1", "screensaver2")}):
         assert {f"{name}-800x480.png", f"{name}-1024x768.png"} <= names
     assert all(pygame.image.load(str(p)).get_size() in SIZES for p in written)
+
+
+def test_r_opsys_2_a_refused_boot_partition_config_shows_its_key(world, out_dir):
+    size, snaps = world
+    r, frame = draw(size, snaps["config_error"])
+    assert frame.screen == "config_error"
+    assert "ocpp.keys.NoSuchKey" in frame.texts["config_error"] and ":7:" in frame.texts["config_error"]
+    save(r, out_dir, "config_error", size)
