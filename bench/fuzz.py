@@ -16,7 +16,8 @@ Neutralised (kept out of the random stream, see the README): Reset, UpdateFirmwa
 SignedUpdateFirmware are sent only in schema-invalid form; ChangeAvailability never with
 type Inoperative; RemoteStopTransaction never with the running transaction's id;
 ChangeConfiguration never of SecurityProfile, SupervisionUrl, BoxIdentifier,
-AuthorizationKey or MeterValueSampleInterval (any case); every URL in any payload
+AuthorizationKey, MeterValueSampleInterval or MeterValuesSampledData (any case: they would
+legitimately stop the MeterValues the run checks for); every URL in any payload
 (GetDiagnostics, GetLog, DataTransfer tariff/picture downloads...) points at a refused
 port on 127.0.0.1, with retries 0. Charging profiles are cleared before the final check.
 """
@@ -116,7 +117,8 @@ BASE: dict[str, dict[str, Any]] = {
 }
 SCHEMA_INVALID_ONLY = frozenset({"Reset", "UpdateFirmware", "SignedUpdateFirmware"})
 BLOCKED_KEYS = frozenset(k.lower() for k in (
-    "SecurityProfile", "SupervisionUrl", "BoxIdentifier", "AuthorizationKey", "MeterValueSampleInterval"))
+    "SecurityProfile", "SupervisionUrl", "BoxIdentifier", "AuthorizationKey", "MeterValueSampleInterval",
+    "MeterValuesSampledData"))
 ENUM_WORDS = ["Accepted", "Rejected", "Soft", "Hard", "Inoperative", "Operative", "TxProfile",
               "ChargePointMaxProfile", "TxDefaultProfile", "Absolute", "Relative", "Recurring", "W", "A",
               "Full", "Differential", "BootNotification", "MeterValues", "Heartbeat", "DiagnosticsLog",
@@ -156,6 +158,7 @@ class Stats:
     meter_values_during: int = 0
     held_back: Counter[str] = field(default_factory=Counter)
     final_status: str = "?"
+    final_sampling: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
     def fail(self, text: str) -> None:
@@ -169,7 +172,7 @@ class Stats:
                 f"answered: {self.answered} (CALLRESULT {self.results}, CALLERROR {sum(self.errors.values())})\n"
                 f"CALLERROR codes: {errs or '-'}\nframe kinds: {kinds}\n"
                 f"MeterValues of the running transaction during the run: {self.meter_values_during}, "
-                f"connector 1 at the end: {self.final_status}\n"
+                f"connector 1 at the end: {self.final_status}; sampling keys: {self.final_sampling}\n"
                 f"frames held back (--skip-known-bugs): {dict(self.held_back) or 0}\n"
                 f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
 
@@ -575,6 +578,9 @@ class Fuzzer:
                         self.stats.fail(f"the link dropped during the run: {self.disconnects} disconnects, "
                                         f"{self.connects - connects} reconnects")
                     await csms.call(BOX, "ClearChargingProfile", {})
+                    sampling = await csms.call(BOX, "GetConfiguration", {"key": [
+                        "MeterValueSampleInterval", "MeterValuesSampledData", "ClockAlignedDataInterval"]})
+                    self.stats.final_sampling = {k["key"]: k.get("value") for k in sampling["configurationKey"]}
                     mark = csms.mark()
                     d.advance(30)
                     await csms.wait_for("MeterValues", predicate=lambda r: on_mv_tx(r.payload),
