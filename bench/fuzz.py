@@ -16,8 +16,9 @@ Neutralised (kept out of the random stream, see the README): Reset, UpdateFirmwa
 SignedUpdateFirmware are sent only in schema-invalid form; ChangeAvailability never with
 type Inoperative; RemoteStopTransaction never with the running transaction's id;
 ChangeConfiguration never of SecurityProfile, SupervisionUrl, BoxIdentifier,
-AuthorizationKey, MeterValueSampleInterval or MeterValuesSampledData (any case: they would
-legitimately stop the MeterValues the run checks for); every URL in any payload
+AuthorizationKey, MeterValueSampleInterval, MeterValuesSampledData (they would legitimately
+stop the MeterValues the run checks for) or WebSocketPingInterval (at 1 s the daemon rightly
+drops a link whose CSMS, busy generating frames, pongs late), any case; every URL in any payload
 (GetDiagnostics, GetLog, DataTransfer tariff/picture downloads...) points at a refused
 port on 127.0.0.1, with retries 0. Charging profiles are cleared before the final check.
 """
@@ -46,13 +47,12 @@ for p in (REPO / "tests" / "integration", REPO):
         sys.path.remove(str(p))
     sys.path.insert(0, str(p))
 
-import ocpp  # noqa: E402
-from ocpp.exceptions import OCPPError  # noqa: E402
-from ocpp.messages import Call, CallResult, _validate_payload  # noqa: E402
-from daemon_harness import Daemon  # noqa: E402
-from websockets.exceptions import ConnectionClosed  # noqa: E402
+from daemon_harness import Daemon
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, CallResult, _validate_payload
+from websockets.exceptions import ConnectionClosed
 
-from controller.csms import CentralSystem  # noqa: E402
+from controller.csms import CentralSystem
 
 BOX = "CP-TEST"
 OCPP16_CODES = frozenset({
@@ -118,7 +118,7 @@ BASE: dict[str, dict[str, Any]] = {
 SCHEMA_INVALID_ONLY = frozenset({"Reset", "UpdateFirmware", "SignedUpdateFirmware"})
 BLOCKED_KEYS = frozenset(k.lower() for k in (
     "SecurityProfile", "SupervisionUrl", "BoxIdentifier", "AuthorizationKey", "MeterValueSampleInterval",
-    "MeterValuesSampledData"))
+    "MeterValuesSampledData", "WebSocketPingInterval"))
 ENUM_WORDS = ["Accepted", "Rejected", "Soft", "Hard", "Inoperative", "Operative", "TxProfile",
               "ChargePointMaxProfile", "TxDefaultProfile", "Absolute", "Relative", "Recurring", "W", "A",
               "Full", "Differential", "BootNotification", "MeterValues", "Heartbeat", "DiagnosticsLog",

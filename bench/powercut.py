@@ -38,11 +38,11 @@ for p in (REPO / "tests" / "integration", REPO):
         sys.path.remove(str(p))
     sys.path.insert(0, str(p))
 
-from daemon_harness import Daemon  # noqa: E402
+from daemon_harness import Daemon
 
-from controller.app import DB_NAME  # noqa: E402
-from controller.csms import CentralSystem  # noqa: E402
-from controller.csms.server import CallErrorReceived, NotConnectedError  # noqa: E402
+from controller.app import DB_NAME
+from controller.csms import CentralSystem
+from controller.csms.server import CallErrorReceived, NotConnectedError
 
 BOX = "CP-TEST"
 SAMPLE_S = 10  # MeterValueSampleInterval (sim seconds)

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import fuzz
+import pytest
 from daemon_harness import Daemon
 
 from controller.csms import CentralSystem

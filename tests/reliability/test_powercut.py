@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import powercut
+import pytest
 
 
 @pytest.mark.timeout(150)
