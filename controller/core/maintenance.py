@@ -249,6 +249,8 @@ class Maintenance:
 
     # ------------------------------------------------------------ GetDiagnostics / GetLog
     def get_diagnostics(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.diagnostics_status == "Uploading":
+            return {}  # one bundle at a time: no fileName, nothing started (bounds CPU and memory)
         location = p["location"]
         name = f"{self.box_identifier()}-diagnostics-{self.wall().strftime('%Y%m%dT%H%M%SZ')}.tar.gz"
         if not _url_ok(location):
@@ -262,6 +264,8 @@ class Maintenance:
         return {"fileName": name}
 
     def get_log(self, p: dict[str, Any]) -> dict[str, Any]:
+        if self.log_status == "Uploading":
+            return {"status": "Rejected"}  # one log upload at a time
         request_id = p["requestId"]
         spec = p["log"]
         location = spec["remoteLocation"]

@@ -661,3 +661,28 @@ async def test_r_fw_2_runtime_deletes_a_file_whose_signature_is_not_verified(run
 async def test_r_fw_2_runtime_answers_a_download_that_crashes(runner):
     await runner.r._download(cmd.DownloadFirmware("http://h/boom/a.whl", 0, 0, SIGNATURE, CERT))
     assert runner.rt.dispatched == [ev.FirmwareDownloaded(False, error="internal error: boom")]
+
+
+def test_r_fw_1_one_bundle_upload_at_a_time():
+    """Found by the fuzzer: unbounded concurrent bundles starved the event loop."""
+    sent, emitted = [], []
+    timers: dict[str, float] = {}
+    from datetime import UTC, datetime
+
+    from controller.core import commands as cmd
+    from controller.core.maintenance import Maintenance
+
+    mt = Maintenance(
+        send=lambda action, payload, **_: sent.append((action, payload)), emit=emitted.append,
+        wall=lambda: datetime(2026, 1, 1, tzinfo=UTC), monotonic=lambda: 0.0, timers=timers,
+        busy=lambda: False, box_identifier=lambda: "CP",
+    )
+    first = mt.get_diagnostics({"location": "ftp://127.0.0.1/diag/"})
+    assert "fileName" in first
+    assert mt.get_diagnostics({"location": "ftp://127.0.0.1/diag/"}) == {}
+    log = {"logType": "DiagnosticsLog", "requestId": 1, "log": {"remoteLocation": "ftp://127.0.0.1/l/"}}
+    assert mt.get_log(log)["status"] == "Accepted"
+    assert mt.get_log({**log, "requestId": 2}) == {"status": "Rejected"}
+    assert sum(isinstance(c, cmd.UploadBundle) for c in emitted) == 2
+    mt.upload_finished("diagnostics", None, True, None)
+    assert "fileName" in mt.get_diagnostics({"location": "ftp://127.0.0.1/diag/"})
