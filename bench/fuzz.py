@@ -17,8 +17,8 @@ SignedUpdateFirmware are sent only in schema-invalid form; ChangeAvailability ne
 type Inoperative; RemoteStopTransaction never with the running transaction's id;
 ChangeConfiguration never of SecurityProfile, SupervisionUrl, BoxIdentifier,
 AuthorizationKey, MeterValueSampleInterval, MeterValuesSampledData (they would legitimately
-stop the MeterValues the run checks for) or WebSocketPingInterval (at 1 s the daemon rightly
-drops a link whose CSMS, busy generating frames, pongs late), any case; every URL in any payload
+stop the MeterValues the run checks for) or WebSocketPingInterval (at 1 s the verdict would
+depend on how fast this process, which is also the CSMS, answers pings), any case; every URL in any payload
 (GetDiagnostics, GetLog, DataTransfer tariff/picture downloads...) points at a refused
 port on 127.0.0.1, with retries 0. Charging profiles are cleared before the final check.
 """
@@ -244,9 +244,13 @@ class Gen:
             elif op < 0.65:
                 parent[key] = self.value()
             elif op < 0.72 and isinstance(cur, str):
-                parent[key] = cur * r.choice((2, 10, 60)) if cur else "x" * 500
+                parent[key] = cur * r.choice((2, 10, 60)) if cur and len(cur) < 2000 else "x" * 500
             elif op < 0.78 and isinstance(cur, list):
-                parent[key] = cur * r.choice((0, 2, 60, 500))
+                # bounded: repeated mutations of a repeated list would otherwise compound to
+                # millions of elements and stall this process (and so the CSMS's pongs)
+                size = len(json.dumps(cur, default=str))
+                factor = r.choice((0, 2, 60, 500))
+                parent[key] = cur * (factor if size * factor <= 100_000 else 2 if size <= 50_000 else 0)
             elif op < 0.84 and isinstance(cur, int | float) and not isinstance(cur, bool):
                 parent[key] = r.choice((-cur, cur + 1, cur * 1000, str(cur), float(cur) + 0.5, -1, 0))
             elif op < 0.9:
