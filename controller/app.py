@@ -36,7 +36,6 @@ from .runtime.clock import SimClock, SystemClock
 from .runtime.maintenance import MaintenanceRunner
 from .runtime.pictures import PictureStore, attach_pictures
 from .ipc.server import HmiServer
-from .security.certs import CertificateStore
 from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .store.sqlite import Store
 
@@ -90,7 +89,7 @@ class Daemon:
         keys = KeyStore(s.model.key_values(), seeds=seed_values(s), persisted=self.store.keys())
         for warning in keys.warnings:
             log.warning("configuration: %s", warning)
-        certificates = CertificateStore(
+        certificates = LazyCertificateStore(
             s.state_dir / "certs", max_entries=int(keys.get_int("CertificateStoreMaxLength")),
             max_chain=int(keys.get_int("CertificateSignedMaxChain")), clock=self.clock.wall,
         )
@@ -241,7 +240,28 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
     return 0
 
 
-def _central_roots(certificates: CertificateStore, state_dir: Any) -> Any:
+class LazyCertificateStore:
+    """`controller.security.certs.CertificateStore`, built on first use.
+
+    ``cryptography`` alone adds about 10 MB to the daemon's RSS, and a charger in
+    security profile 0 or 1 with no certificate operation never needs it: the idle
+    target (45 MB, bench/idle.py) is met by loading it when a certificate is first
+    touched (an InstallCertificate, profile 2/3 TLS, a SignCertificate...).
+    """
+
+    def __init__(self, directory: Any, **options: Any) -> None:
+        self._directory, self._options = directory, options
+        self._store: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._store is None:
+            from .security.certs import CertificateStore
+
+            self._store = CertificateStore(self._directory, **self._options)
+        return getattr(self._store, name)
+
+
+def _central_roots(certificates: Any, state_dir: Any) -> Any:
     """The installed CentralSystemRootCertificate(s), trusted for HTTPS besides the system store."""
     bundle = certificates.root_bundle_path("CentralSystemRootCertificate")
     if bundle is not None:

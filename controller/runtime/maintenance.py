@@ -25,8 +25,6 @@ from ..core import commands as cmd
 from ..core import events as ev
 from ..diagnostics import build_bundle
 from ..firmware import installer
-from ..security.signature import SignatureError, verify_file_signature
-from ..transfer import TransferError, download, safe_name, upload
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +120,9 @@ class MaintenanceRunner:
             self.rt.spawn(self._upload(c), f"{c.kind} upload")
 
     async def _download(self, c: cmd.DownloadFirmware) -> None:
+        from ..security.signature import SignatureError, verify_file_signature  # lazy: idle RSS (bench/idle.py)
+        from ..transfer import TransferError, download, safe_name
+
         try:
             name = safe_name(unquote(Path(urlsplit(c.location).path).name) or "firmware")
             dest = self.work_dir / name
@@ -172,6 +173,8 @@ class MaintenanceRunner:
             self.rt.leaving.set_result("firmware")
 
     async def _upload(self, c: cmd.UploadBundle) -> None:
+        from ..transfer import TransferError, safe_name, upload  # lazy: idle RSS (bench/idle.py)
+
         try:
             bundle = self.work_dir / "outgoing" / safe_name(c.file_name)
             summary = self.rt.core.snapshot()

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.pictures import DOWNLOADED, PictureRequest
-from ..transfer import TransferError, download, list_ftp_dir
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,8 @@ class PictureStore:
     def perform(self, request: PictureRequest) -> str:
         """Fetch, check and install; return ``Downloaded`` or a failure status. Blocks
         at most about ``deadline_s``."""
+        from ..transfer import TransferError  # lazy: idle RSS (bench/idle.py)
+
         end = time.monotonic() + self.deadline_s
         shutil.rmtree(self.incoming, ignore_errors=True)
         self.incoming.mkdir(parents=True)
@@ -150,6 +151,8 @@ class PictureStore:
         return DOWNLOADED
 
     def _fetch(self, request: PictureRequest, end: float) -> list[Path]:
+        from ..transfer import download, list_ftp_dir
+
         def progress(done: int, total: int | None) -> None:
             if time.monotonic() > end:
                 raise _Deadline()
