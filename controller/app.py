@@ -27,16 +27,16 @@ from .config import Settings, seed_values
 from .core.charger import Charger, Identity
 from .core.keys import KeyStore
 from .diagnostics import RedactingFormatter, attach_file_logs
+from .firmware import installer
+from .ipc.server import HmiServer
 from .journal import JournalHandler, under_journal
 from .ocpp.link import CsmsLink, error_code_of
 from .rig.server import ControlServer
-from .firmware import installer
 from .runtime import sdnotify
 from .runtime.clock import SimClock, SystemClock
+from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .runtime.maintenance import MaintenanceRunner
 from .runtime.pictures import PictureStore, attach_pictures
-from .ipc.server import HmiServer
-from .runtime.loop import DRAIN_S, HOLD_UP_S, Runtime, reexec
 from .store.sqlite import Store
 
 log = logging.getLogger(__name__)
@@ -291,4 +291,4 @@ def setup_logging(level: str) -> None:
     logging.getLogger("ocpp").setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)
 
 
-__all__ = ["Daemon", "StartupError", "run_daemon", "setup_logging", "os"]
+__all__ = ["Daemon", "StartupError", "os", "run_daemon", "setup_logging"]

@@ -120,7 +120,10 @@ class MaintenanceRunner:
             self.rt.spawn(self._upload(c), f"{c.kind} upload")
 
     async def _download(self, c: cmd.DownloadFirmware) -> None:
-        from ..security.signature import SignatureError, verify_file_signature  # lazy: idle RSS (bench/idle.py)
+        from ..security.signature import (  # lazy: idle RSS (bench/idle.py)
+            SignatureError,
+            verify_file_signature,
+        )
         from ..transfer import TransferError, download, safe_name
 
         try:

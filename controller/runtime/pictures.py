@@ -222,4 +222,4 @@ def _shown(request: PictureRequest) -> str:
     return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", request.location)
 
 
-__all__ = ["PictureStore", "png_size", "InvalidImage", "attach_pictures"]
+__all__ = ["InvalidImage", "PictureStore", "attach_pictures", "png_size"]
