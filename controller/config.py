@@ -2,7 +2,7 @@
 
 Owns the file's schema (``[station]``, ``[ocpp]``, ``[ocpp.keys]``,
 ``[ocpp.vendor_ids]``, ``[drivers]``, ``[drivers.options.<kind>]``, ``[rig]``,
-``[log]``), its defaults, and errors that name the bad key and its line.
+``[log]``, ``[queue]``), its defaults, and errors that name the bad key and its line.
 Where the file lives: ``--config``, else ``EVSECTL_CONFIG``, else
 ``/etc/evsectl/evsectl.toml``.
 """
@@ -18,6 +18,7 @@ from typing import Any
 
 from .core.keys import KeyConfigError
 from .core.models import ModelProfile, UnknownModelError, find_model
+from .core.outbox import MAX_QUEUED_MESSAGES
 
 DEFAULT_CONFIG = Path("/etc/evsectl/evsectl.toml")
 DEFAULT_STATE_DIR = Path("/var/lib/evsectl")
@@ -65,6 +66,7 @@ class Settings:
     hmi_socket: Path = Path("/run/evsectl/hmi.sock")  # [hmi] socket: next to the control socket
     hmi_idle_s: float = 120.0  # [hmi] idle_s: screensaver after this long without activity
     picture_deadline_s: float = 8.0  # [hmi] download_deadline_s: bound of a picture DataTransfer
+    max_queued_messages: int = MAX_QUEUED_MESSAGES  # [queue] max_messages: the on-disk queue bound
 
 
 def config_path(cli_value: str | None) -> Path:
@@ -115,6 +117,7 @@ _KNOWN = {
     "log": {"level"},
     "firmware": {"trial_s"},
     "hmi": {"socket", "idle_s", "download_deadline_s"},
+    "queue": {"max_messages"},
 }
 
 
@@ -199,6 +202,9 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
     picture_deadline_s = get("hmi", "download_deadline_s", (int, float), 8)  # type: ignore[arg-type]
     if not 1 <= picture_deadline_s <= 25:
         raise fail("hmi", "download_deadline_s", "must be 1..25 seconds (inside the CSMS call time-out)")
+    max_queued = get("queue", "max_messages", int, MAX_QUEUED_MESSAGES)
+    if not 100 <= max_queued <= 10_000_000:
+        raise fail("queue", "max_messages", "must be 100..10000000 messages")
     level = get("log", "level", str, "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise fail("log", "level", "must be DEBUG, INFO, WARNING or ERROR")
@@ -208,6 +214,7 @@ def parse(data: dict[str, Any], text: str, path: Path) -> Settings:
         driver_options={k: dict(v) for k, v in options.items()}, control_socket=socket_path,
         log_level=level, response_timeout_s=float(timeout), reconnect_max_s=float(reconnect_max), sim_clock=sim_clock, firmware_trial_s=float(trial_s), raw=data,
         hmi_socket=hmi_socket, hmi_idle_s=float(hmi_idle_s), picture_deadline_s=float(picture_deadline_s),
+        max_queued_messages=max_queued,
     )
     _check_keys(settings, text, fail)
     return settings

@@ -35,7 +35,7 @@ from .keys import ChangeResult, KeyStore, limit_keys
 from .meter_values import sampled_values
 from .models import ModelProfile
 from . import pictures
-from .outbox import Drop, after_error
+from .outbox import MAX_QUEUED_MESSAGES, Drop, after_error
 from .limits import ProfileError
 from .maintenance import Maintenance
 from .profiles import ConnectorView, ProfileBook
@@ -58,9 +58,6 @@ MAX_COMPOSITE_S = 366 * 24 * 3600
 METER_PROBE_S = 10.0
 #: connection attempts with a new security profile before falling back to the last good one
 PROFILE_ATTEMPTS = 3
-#: the most messages kept queued on disk (a day offline at 1 sample/s per connector
-#: fits); beyond it the oldest non-transaction messages, then the oldest MeterValues go
-MAX_QUEUED_MESSAGES = 200_000
 
 
 class Clock(Protocol):
@@ -96,8 +93,10 @@ class Charger:
         vendor_ids: dict[str, str] | None = None,
         rand: Callable[[], float] = lambda: 0.5,
         security: Any = None,
+        max_queued_messages: int = MAX_QUEUED_MESSAGES,
     ) -> None:
         self.model = model
+        self.max_queued_messages = max_queued_messages
         self.keys = keys
         self.store = store
         self.clock = clock
@@ -229,6 +228,7 @@ class Charger:
             c.session.reported_wh = rec.last_meter_wh
             self.emit(cmd.Sample(c.connector_id, "stop"))
         self.store.mark_running()
+        log.info("message queue: %d queued on disk, bound %d", self.store.count(), self.max_queued_messages)
         self.security_event("StartupOfTheDevice", f"firmware {self.identity.firmware_version}")
         if self.store.count():
             self.emit(cmd.WakeOutbox())
@@ -815,6 +815,7 @@ class Charger:
             self.store.enqueue("StartTransaction", start_payload, rec.local_id)
             if reservation_id is not None:
                 self.reservations.remove(reservation_id)
+        self._bound_queue()
         c.session = Session(rec.local_id, pending.id_tag, meter_start, self.now())
         c.session.parent_id_tag = pending.parent_id_tag
         c.session.reservation_id = reservation_id
@@ -864,6 +865,7 @@ class Charger:
         with self.store.atomic():
             self.store.end_transaction(s.local_id, meter_stop, stamp, s.stop_reason, s.stop_id_tag)
             self.store.enqueue("StopTransaction", payload, s.local_id)
+        self._bound_queue()
         log.info(
             "transaction %s stopped on connector %s at %d Wh (%s)", s.local_id, c.connector_id, meter_stop,
             s.stop_reason, extra={"connector": c.connector_id, "transaction_id": s.transaction_id or s.local_id},
@@ -933,8 +935,9 @@ class Charger:
         self.emit(cmd.WakeOutbox())
 
     def _bound_queue(self) -> None:
-        if self.store.count() > MAX_QUEUED_MESSAGES:
-            dropped = self.store.trim_outbox(MAX_QUEUED_MESSAGES)
+        """After every enqueue: keep the on-disk queue within ``max_queued_messages``."""
+        if self.store.count() > self.max_queued_messages:
+            dropped = self.store.trim_outbox(self.max_queued_messages)
             log.error("message queue full: %d oldest messages dropped (Start/StopTransaction never)", dropped)
 
     def _send_triggered_meter_values(self, c: Connector, e: ev.Sampled) -> None:
@@ -1166,6 +1169,7 @@ class Charger:
         if tech_info:
             payload["techInfo"] = tech_info[:255]
         self.store.enqueue("SecurityEventNotification", payload, None)
+        self._bound_queue()
         self.emit(cmd.WakeOutbox())
 
     def _on_SecurityEventOccurred(self, e: ev.SecurityEventOccurred) -> None:

@@ -1,7 +1,9 @@
 """Delivery policy of the transaction-message queue (pure).
 
 The queue itself lives in the state store; the runtime sends its head. This
-module decides what a CALLERROR answer to a queued message means: retry after
+module owns the default bound of the queue (``MAX_QUEUED_MESSAGES``; the settings
+file's ``[queue] max_messages`` changes it) and decides what a CALLERROR answer
+to a queued message means: retry after
 TransactionMessageRetryInterval × attempts, or give up after
 TransactionMessageAttempts (OCPP 1.6 §4.10). A timeout or a lost link is not an
 attempt: the message waits for the link, however long that takes.
@@ -10,6 +12,11 @@ attempt: the message waits for the link, however long that takes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+#: the most messages kept queued on disk by default (a day offline at 1 sample/s per
+#: connector fits); beyond it the oldest non-transaction messages, then the oldest
+#: MeterValues are dropped; StartTransaction and StopTransaction never
+MAX_QUEUED_MESSAGES = 200_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,3 +23,26 @@ def test_r_tx_4_offline_tx_msg_queue_enable(make_rig, queue_enable, live_beside_
     queued_mv = [r for r in rig.store.pending() if r.action == "MeterValues"]
     assert bool(direct) == live_beside_backlog
     assert bool(queued_mv) == (not live_beside_backlog)
+
+
+def test_regression_security_events_and_starts_respect_the_queue_bound(make_rig):  # noqa: F811
+    """Only a queued MeterValues trimmed the queue: security events raised offline (a door
+    opened again and again) and Start/StopTransaction grew it past its bound."""
+    rig = make_rig(SecurityEventsEnabled=True)
+    rig.charger.max_queued_messages = 5
+    rig.feed(ev.Started())  # StartupOfTheDevice, queued: the CSMS was never reached
+    for _ in range(8):
+        rig.advance(30)
+        rig.feed(ev.FaultRaised("0x10020C", 2))  # TamperDetectionActivated, queued
+        rig.feed(ev.FaultCleared("0x10020C", 2))
+    events = [r.payload["timestamp"] for r in rig.store.pending()]
+    assert rig.store.count() == 5 and events == sorted(events)
+    newest = events
+    rig.plug(1)
+    rig.badge("OFFLINE")  # AllowOfflineTxForUnknownId: starts offline, StartTransaction queued
+    assert rig.session(1) is not None
+    rows = rig.store.pending()
+    assert len(rows) == 5
+    # the oldest security event went for the StartTransaction, which is never dropped
+    assert [r.action for r in rows] == ["SecurityEventNotification"] * 4 + ["StartTransaction"]
+    assert [r.payload["timestamp"] for r in rows[:4]] == newest[1:]
