@@ -24,6 +24,7 @@ from drivers import registry
 
 from . import __version__
 from .config import Settings, seed_values
+from .core import events as ev
 from .core.charger import Charger, Identity
 from .core.keys import KeyStore
 from .diagnostics import RedactingFormatter, attach_file_logs
@@ -44,6 +45,15 @@ log = logging.getLogger(__name__)
 #: how long SIGTERM waits for running transactions to be stopped and stored
 STOP_GRACE_S = 10.0
 DB_NAME = "evsectl.sqlite"
+#: the vendor DTC reported while the state database cannot be written
+#: ("Abnormal SD card of terminal warning", InternalError, an alarm: charging goes on)
+STORAGE_DTC = "0x100009"
+#: how often (real seconds) a store holding its state in memory looks at the disk
+#: when no write comes by to do it
+STORAGE_PROBE_S = 5.0
+#: exit code of a start-up refusal that may pass by itself (disk full, read-only or
+#: failing file system): systemd restarts; every other refusal exits 3 (an operator acts)
+EXIT_TEMPFAIL = 75
 
 
 def read_config_error(state_dir: Path) -> str | None:
@@ -60,7 +70,15 @@ def read_config_error(state_dir: Path) -> str | None:
 
 
 class StartupError(Exception):
-    """The daemon refuses to start; the message says why and what to do."""
+    """The daemon refuses to start; the message says why and what to do.
+
+    ``exit_code``: 3 when an operator must act, :data:`EXIT_TEMPFAIL` when the
+    cause may pass by itself (systemd restarts the service then).
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 3) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class Daemon:
@@ -84,7 +102,7 @@ class Daemon:
         try:
             self.store = Store.open(s.state_dir / DB_NAME)
         except StoreError as e:
-            raise StartupError(str(e)) from None
+            raise StartupError(str(e), exit_code=EXIT_TEMPFAIL if e.transient else 3) from None
         attach_file_logs(s.state_dir)
         keys = KeyStore(s.model.key_values(), seeds=seed_values(s), persisted=self.store.keys())
         for warning in keys.warnings:
@@ -101,6 +119,7 @@ class Daemon:
         core.config_error = read_config_error(s.state_dir)
         self.runtime = Runtime(core, {}, self.clock, error_code_of=error_code_of)
         self.runtime.bind_loop()
+        self.store.on_storage_fault(self._storage_fault)
         connectors = tuple(
             hw.ConnectorSpec(c.id, c.type, c.max_power_kw * 1000.0) for c in s.model.connectors
         )
@@ -152,6 +171,7 @@ class Daemon:
         core_loop = rt.spawn(rt.run(), "core loop")
         rt.spawn(rt.outbox.run(), "outbox")
         rt.spawn(self.link.run(), "csms link")
+        rt.spawn(self._probe_storage(), "storage probe")
         interval = sdnotify.watchdog_interval_s()
         if interval is not None:
             rt.spawn(sdnotify.watchdog(lambda: not core_loop.done(), interval), "watchdog")
@@ -165,6 +185,33 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         return kind
+
+    def _storage_fault(self, reason: str | None) -> None:
+        """The store moved to memory (``reason``) or back to disk (None): tell the CSMS.
+
+        Runs inside a store write, so the events go to the core after it returns.
+        """
+        rt = self.runtime
+        assert rt is not None and self.store is not None
+        loop = asyncio.get_running_loop()
+        if reason is None:
+            log.warning("state database: storage fault cleared, state on disk again")
+            loop.call_soon(rt.dispatch, ev.FaultCleared(STORAGE_DTC, 0))
+            return
+        log.error("state database %s: %s; charging continues, state held in memory until the "
+                  "disk takes it again (MemoryExhaustion and DTC %s reported)", self.store.path, reason, STORAGE_DTC)
+        loop.call_soon(rt.dispatch, ev.FaultRaised(STORAGE_DTC, 0))
+        loop.call_soon(rt.dispatch, ev.SecurityEventOccurred(
+            "MemoryExhaustion", f"state database: {reason}; state held in memory"))
+
+    async def _probe_storage(self) -> None:
+        """Write the state held in memory back when the disk allows, even with no write coming."""
+        store = self.store
+        assert store is not None
+        while True:
+            await asyncio.sleep(STORAGE_PROBE_S)
+            if store.storage_fault is not None:
+                store.try_recover()
 
     def _on_signal(self) -> None:
         rt = self.runtime

@@ -1,8 +1,11 @@
-"""The ``evsectl`` command: run, status, sim, csms, demo, hmi.
+"""The ``evsectl`` command: run, status, sim, csms, demo, hmi, state.
 
 ``EVSECTL_CONFIG`` is the fallback for ``--config`` in every subcommand.
-Exit codes: 0 ok, 1 the daemon refused or is not running, 2 bad settings or
-usage, 3 the daemon could not start.
+Exit codes: 0 ok, 1 the daemon refused or is not running (``state check``: the
+database is damaged; ``state recover``: refused), 2 bad settings or usage, 3 the
+daemon could not start and an operator must act (bad driver, corrupt state
+database: see docs/recovery.md), 75 the daemon could not start for a reason that
+may pass by itself (state file system full, read-only or failing).
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     hmi.add_argument("--windowed", action="store_true", help="a window instead of full screen")
     hmi.add_argument("--size", help="WxH instead of the model's resolution")
 
+    state = sub.add_parser("state", help="check or recover the state database (docs/recovery.md)")
+    state.add_argument("--config", dest="config_sub")
+    state_what = state.add_subparsers(dest="state", required=True)
+    w = state_what.add_parser("check", help="read the state database and report damage (changes nothing)")
+    w.add_argument("--db", help="the database file (default: evsectl.sqlite in the settings' state_dir)")
+    w = state_what.add_parser(
+        "recover", help="move a damaged state database aside and salvage its readable rows (daemon stopped)")
+    w.add_argument("--db", help="the database file (default: evsectl.sqlite in the settings' state_dir)")
+
     demo = sub.add_parser("demo", help="local CSMS + charger with mock hardware + one charging session")
     demo.add_argument("--forever", action="store_true", help="keep running after the session")
     demo.add_argument("--seconds", type=float, default=12.0, help="how long the demo session charges")
@@ -103,8 +115,8 @@ def _sim_message(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def format_status(status: dict[str, Any]) -> str:
-    lines = [f"{status['model']}  {status['box_identifier']}  link: {status['link']}  "
-             f"auth: {', '.join(status['auth_options']) or '-'}  queued: {status['queued_messages']}"]
+    lines = [(f"{status['model']}  {status['box_identifier']}  link: {status['link']}  "
+              f"auth: {', '.join(status['auth_options']) or '-'}  queued: {status['queued_messages']}")]
     for c in status["connectors"]:
         tx = f"tx {c['transaction_id']}" if c["transaction_id"] is not None else "no tx"
         soc = f"{c['soc']} %" if c["soc"] is not None else "-"
@@ -144,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             return asyncio.run(run_daemon(settings))
         except StartupError as e:
             print(f"evsectl: cannot start: {e}", file=sys.stderr)
-            return 3
+            return e.exit_code
     if args.command == "status":
         answer = client.request(_socket(args), {"cmd": "status"})
         status = answer["status"]
@@ -165,11 +177,47 @@ def _dispatch(args: argparse.Namespace) -> int:
         argv += ["--windowed"] if args.windowed else []
         argv += ["--size", args.size] if args.size else []
         os.execv(sys.executable, argv)
+    if args.command == "state":
+        return _state(args)
     if args.command == "demo":
         from .demo import run_demo
 
         return asyncio.run(run_demo(forever=args.forever, charge_s=args.seconds))
     raise AssertionError(args.command)
+
+
+def _state(args: argparse.Namespace) -> int:
+    from .store import recovery
+    from .store.sqlite import StoreError
+
+    settings = None
+    if args.db is None or config.config_path(getattr(args, "config_sub", None) or args.config).exists():
+        try:
+            settings = _settings(args)
+        except config.ConfigError:
+            if args.db is None:
+                raise
+    path = Path(args.db) if args.db else settings.state_dir / "evsectl.sqlite"  # type: ignore[union-attr]
+    if args.state == "check":
+        report = recovery.check(path)
+        print(report.text())
+        return 0 if report.ok else 1
+    if settings is not None:
+        try:
+            client.request(settings.control_socket, {"cmd": "status"})
+        except (client.NotRunningError, OSError):
+            pass
+        else:
+            print(f"evsectl: refused: the daemon is running (control socket {settings.control_socket}); "
+                  "stop it first (systemctl stop evsectl)", file=sys.stderr)
+            return 1
+    try:
+        result = recovery.recover(path)
+    except StoreError as e:
+        print(f"evsectl: refused: {e}", file=sys.stderr)
+        return 1
+    print(result.text())
+    return 0
 
 
 if __name__ == "__main__":

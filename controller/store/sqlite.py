@@ -38,11 +38,26 @@ Durability rules (R-TX 4):
   ``with store.atomic():``, in which case the whole block commits at its end or
   not at all (e.g. ``end_transaction`` + ``enqueue(StopTransaction)``).
   Do not ``await`` inside an atomic block.
-* A write that fails (full disk, I/O error, ...) raises :class:`StoreError` and
-  leaves nothing of itself (or of its atomic block) in the database.
-* Opening never recreates, truncates or "repairs" a database: a corrupt, newer
-  or unwritable database raises :class:`StoreError` naming the path and what to
-  do, and the daemon refuses to start rather than lose data.
+* A write that fails because of the storage (disk full, read-only file system,
+  I/O error: SQLITE_FULL/READONLY/IOERR/CANTOPEN) does not fail the caller: the
+  store switches to *held in memory*. The database as last committed on disk is
+  copied into an in-memory database, the statements of the interrupted block are
+  replayed there, and every later read and write uses it. The disk keeps its last
+  consistent state. Before each later write (and from :meth:`Store.try_recover`,
+  which the daemon calls periodically) the store checks the file system; once it
+  is writable with room, the in-memory database is written back to the file in
+  one step (SQLite's backup API) and the store works on disk again. Listeners
+  registered with :meth:`Store.on_storage_fault` hear both transitions (the daemon
+  reports MemoryExhaustion and the vendor DTC 0x100009 to the CSMS). What is held
+  in memory is lost if the process ends before the disk comes back: see
+  docs/recovery.md.
+* Any other failed write raises :class:`StoreError` and leaves nothing of itself
+  (or of its atomic block) in the database.
+* Opening never recreates, truncates or "repairs" a database: a corrupt, newer,
+  empty (truncated) or unwritable database raises :class:`StoreError` naming the
+  path and what to do, and the daemon refuses to start rather than lose data.
+  ``evsectl state check`` / ``evsectl state recover`` (controller.store.recovery)
+  are the operator's tools.
 
 Schema changes are appended to :data:`MIGRATIONS` (never edited once released);
 ``PRAGMA user_version`` holds the number of migrations applied, each applied in
@@ -55,31 +70,55 @@ accidental use from an executor thread).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Self
 
 __all__ = [
     "AVAILABILITY_VALUES",
     "MIGRATIONS",
+    "SCHEMA_VERSION",
     "OutboxRow",
     "ReservationRow",
-    "SCHEMA_VERSION",
     "Store",
     "StoreError",
     "TxRecord",
 ]
 
 
+log = logging.getLogger(__name__)
+
+#: the operator's commands named in every corruption message (docs/recovery.md)
+RECOVERY_HINT = (
+    "Stop the service, then run `evsectl state check` to see what is damaged and "
+    "`evsectl state recover` to move the file aside (kept, with a timestamp) and "
+    "salvage every readable row into a fresh database, or restore the file from a "
+    "backup (docs/recovery.md)."
+)
+#: how long after a failed write-back the next one is tried (real seconds)
+WRITE_BACK_RETRY_S = 30.0
+
+
 class StoreError(Exception):
-    """The state store cannot be opened or written; the message says what to do."""
+    """The state store cannot be opened or written; the message says what to do.
+
+    ``transient`` is True when the cause may go away by itself (disk full,
+    read-only or failing file system) and False when an operator must act
+    (corrupt, truncated or newer database).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 AVAILABILITY_VALUES = frozenset({"Operative", "Inoperative"})
@@ -91,7 +130,7 @@ AVAILABILITY_VALUES = frozenset({"Operative", "Inoperative"})
 # executescript(), no PRAGMAs that cannot run inside a transaction.
 # --------------------------------------------------------------------------
 
-Migration = Union[Sequence[str], Callable[[sqlite3.Connection], None]]
+Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 _MIGRATION_1: list[str] = [
     """
@@ -220,6 +259,8 @@ _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
+#: failures of the medium, not of the data: the store holds its state in memory
+_STORAGE_FAULTS = frozenset({_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,7 +317,7 @@ _RESERVATION_COLUMNS = "reservation_id, connector_id, id_tag, parent_id_tag, exp
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _primary_code(exc: BaseException) -> int | None:
@@ -290,8 +331,7 @@ def _explain(path: Path, exc: BaseException, doing: str) -> str:
     if code in (_SQLITE_NOTADB, _SQLITE_CORRUPT):
         return (
             f"state database {path} is corrupt ({exc}) while {doing}. "
-            "evsectl refuses to start rather than lose data: restore the file from a "
-            "backup, or move it (and its -wal/-shm files) aside to start with empty state."
+            f"evsectl refuses to start rather than lose data. {RECOVERY_HINT}"
         )
     if code == _SQLITE_FULL:
         return (
@@ -322,6 +362,18 @@ class Store:
         self._lock = threading.RLock()
         self._depth = 0
         self._previous_run_clean = True
+        # storage faults (see the module docstring): the file's connection, the
+        # in-memory database while the disk cannot be written, the statements of
+        # the open outermost block (replayed into memory if the disk fails mid-block)
+        self._disk: sqlite3.Connection | None = conn
+        self._memory: sqlite3.Connection | None = None
+        self._fault: str | None = None
+        self._fault_since: str | None = None
+        self._block: list[tuple[bool, str, Any]] = []
+        self._next_write_back = 0.0
+        self._listeners: list[Callable[[str | None], None]] = []
+        #: (room needed in bytes) -> why the disk cannot take the write-back, or None
+        self.disk_probe: Callable[[int], str | None] = self._probe_disk
 
     # ------------------------------------------------------------------ open
 
@@ -335,11 +387,19 @@ class Store:
         path = Path(path)
         _prepare_file(path)
         try:
+            if path.stat().st_size == 0 and _has_data_beside(path):
+                raise StoreError(
+                    f"state database {path} is empty but its -wal file is not: the file was "
+                    f"truncated. evsectl refuses to start rather than lose data. {RECOVERY_HINT}"
+                )
+        except OSError:
+            pass
+        try:
             conn = sqlite3.connect(
                 str(path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
         except sqlite3.Error as exc:
-            raise StoreError(_explain(path, exc, "opening")) from exc
+            raise _error(path, exc, "opening") from exc
         store = cls(conn, path)
         try:
             store._setup()
@@ -361,9 +421,7 @@ class Store:
                 shown = "; ".join(str(p) for p in problems[:5])
                 raise StoreError(
                     f"state database {path} is corrupt (quick_check: {shown}). "
-                    "evsectl refuses to start rather than lose data: restore the file "
-                    "from a backup, or move it (and its -wal/-shm files) aside to start "
-                    "with empty state."
+                    f"evsectl refuses to start rather than lose data. {RECOVERY_HINT}"
                 )
             if version > len(MIGRATIONS):
                 raise StoreError(
@@ -423,7 +481,7 @@ class Store:
                 _rollback_quietly(conn)
                 raise
         except sqlite3.Error as exc:
-            raise StoreError(_explain(path, exc, doing)) from exc
+            raise _error(path, exc, doing) from exc
 
     def _apply_migration(self, number: int, migration: Migration) -> None:
         conn = self._connection()
@@ -442,16 +500,179 @@ class Store:
             raise
 
     def close(self) -> None:
-        """Close the connection (idempotent). Later calls raise StoreError."""
-        with self._lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                if self._depth:
-                    _rollback_quietly(conn)
-                    self._depth = 0
-                conn.close()
+        """Close the connection (idempotent). Later calls raise StoreError.
 
-    def __enter__(self) -> Store:
+        State held in memory after a storage fault is written back first if the
+        disk allows it now; otherwise it is lost, and the log says so.
+        """
+        with self._lock:
+            if self._conn is not None and self._depth:
+                _rollback_quietly(self._conn)
+                self._depth = 0
+            if self._memory is not None:
+                self._next_write_back = 0.0
+                if not self.try_recover():
+                    log.error(
+                        "state database %s: the state held in memory since %s (%s) could not be "
+                        "written back and is lost from disk; the file keeps the state of that "
+                        "moment. See docs/recovery.md.", self._path, self._fault_since, self._fault,
+                    )
+            conns = {id(c): c for c in (self._conn, self._disk, self._memory) if c is not None}
+            self._conn = self._disk = self._memory = None
+            for conn in conns.values():
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+
+    # ------------------------------------------------------- storage faults
+
+    def on_storage_fault(self, listener: Callable[[str | None], None]) -> None:
+        """Call ``listener(reason)`` when writes go to memory, ``listener(None)`` when
+        they reach the disk again. It runs inside the write that caused it: it must
+        only schedule work, never use the store."""
+        self._listeners.append(listener)
+
+    @property
+    def storage_fault(self) -> str | None:
+        """Why the state is held in memory ("disk full", ...), or None when on disk."""
+        return self._fault
+
+    def try_recover(self) -> bool:
+        """Write the state held in memory back to the file if the disk allows it now.
+
+        True when the store is on disk (again). Cheap while the disk is still full
+        or read-only (one statvfs); a failed write-back is retried after
+        :data:`WRITE_BACK_RETRY_S`. Never inside an atomic block.
+        """
+        with self._lock:
+            memory = self._memory
+            if memory is None:
+                return True
+            if self._depth or time.monotonic() < self._next_write_back:
+                return False
+            try:
+                size = memory.execute("PRAGMA page_count").fetchone()[0] * memory.execute(
+                    "PRAGMA page_size").fetchone()[0]
+            except sqlite3.Error:  # pragma: no cover - memory cannot fail this way
+                return False
+            why = self.disk_probe(size)
+            if why is not None:
+                return False
+            disk = None
+            try:
+                old, self._disk = self._disk, None
+                if old is not None:
+                    try:
+                        old.close()
+                    except sqlite3.Error:
+                        pass
+                _prepare_file(self._path)
+                disk = sqlite3.connect(
+                    str(self._path), isolation_level=None, check_same_thread=False, timeout=5.0
+                )
+                disk.execute("PRAGMA busy_timeout = 5000")
+                disk.execute("PRAGMA journal_mode = WAL")
+                disk.execute("PRAGMA synchronous = FULL")
+                disk.execute("PRAGMA foreign_keys = ON")
+                memory.backup(disk)  # one transaction on the file: all of it or nothing
+                if disk.execute("PRAGMA user_version").fetchone()[0] != len(MIGRATIONS):
+                    raise sqlite3.DatabaseError("the written-back copy has the wrong schema version")
+            except (sqlite3.Error, StoreError, OSError) as exc:
+                self._disk = disk
+                self._next_write_back = time.monotonic() + WRITE_BACK_RETRY_S
+                log.warning("state database %s: writing the state held in memory back failed (%s); "
+                            "retrying in %.0f s", self._path, exc, WRITE_BACK_RETRY_S)
+                return False
+            was = self._fault
+            self._disk = self._conn = disk
+            self._memory = None
+            self._fault = self._fault_since = None
+            memory.close()
+            log.warning("state database %s: written back to disk (held in memory after: %s); "
+                        "storage fault over", self._path, was)
+            self._tell(None)
+            return True
+
+    def _probe_disk(self, size: int) -> str | None:
+        """Why the state directory cannot take ``size`` bytes now, or None."""
+        try:
+            st = os.statvfs(self._path.parent)
+        except OSError as exc:
+            return f"cannot examine {self._path.parent}: {exc}"
+        if st.f_flag & os.ST_RDONLY:
+            return "read-only file system"
+        try:
+            current = self._path.stat().st_size
+        except OSError:
+            current = 0
+        # the backup goes through the WAL, then the checkpoint may grow the file
+        need = size + max(0, size - current) + 256 * 1024
+        if st.f_bavail * st.f_frsize < need:
+            return f"{st.f_bavail * st.f_frsize} bytes free, {need} needed"
+        return None
+
+    def _degrade(self, exc: sqlite3.Error, *, in_block: bool) -> bool:
+        """The disk failed a write: continue in memory from its last committed state.
+
+        Replays the statements of the open block (``in_block``) so the caller's
+        block goes on as if nothing happened. False if the disk cannot even be read.
+        """
+        disk = self._disk
+        if disk is None or self._memory is not None or _primary_code(exc) not in _STORAGE_FAULTS:
+            return False
+        _rollback_quietly(disk)
+        memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            disk.backup(memory)
+            memory.execute("PRAGMA foreign_keys = ON")
+            if in_block:
+                memory.execute("BEGIN IMMEDIATE")
+                for many, sql, params in self._block:
+                    (memory.executemany if many else memory.execute)(sql, params)
+        except sqlite3.Error as copy_exc:
+            memory.close()
+            log.error("state database %s: %s, and the last committed state cannot be read "
+                      "into memory either (%s)", self._path, exc, copy_exc)
+            return False
+        self._memory = self._conn = memory
+        self._fault = _fault_reason(exc)
+        self._fault_since = _utc_now()
+        self._next_write_back = 0.0
+        log.error(
+            "state database %s: %s (%s): the charger keeps running and holds its state in "
+            "memory (the file keeps the state of this moment); it is written back as soon as "
+            "the file system takes it. Free space / fix the storage.", self._path, self._fault, exc,
+        )
+        self._tell(self._fault)
+        return True
+
+    def _tell(self, reason: str | None) -> None:
+        for listener in self._listeners:
+            try:
+                listener(reason)
+            except Exception:  # a listener must not break a write
+                log.exception("storage fault listener failed")
+
+    def _exec(self, many: bool, sql: str, params: Any) -> sqlite3.Cursor:
+        """One statement of a write block, recorded for a replay into memory."""
+        conn = self._connection()
+        if many:
+            params = list(params)
+        if self._memory is None:
+            self._block.append((many, sql, params))
+        try:
+            return conn.executemany(sql, params) if many else conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            if self._memory is not None:
+                raise
+            self._block.pop()
+            if not self._degrade(exc, in_block=True):
+                raise
+            conn = self._connection()
+            return conn.executemany(sql, params) if many else conn.execute(sql, params)
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -476,42 +697,69 @@ class Store:
         that block only; nothing is committed before the outermost block ends.
         """
         with self._lock:
-            conn = self._connection()
             depth = self._depth
             savepoint = f"evsectl_sp{depth}"
-            try:
-                conn.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {savepoint}")
-            except sqlite3.Error as exc:
-                raise StoreError(_explain(self._path, exc, "starting a write")) from exc
+            if depth == 0:
+                if self._memory is not None:
+                    self.try_recover()
+                self._block = []
+                try:
+                    try:
+                        self._connection().execute("BEGIN IMMEDIATE")
+                    except sqlite3.Error as exc:
+                        if not self._degrade(exc, in_block=True):
+                            raise
+                        self._connection().execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise _error(self._path, exc, "starting a write") from exc
+            else:
+                try:
+                    self._exec(False, f"SAVEPOINT {savepoint}", ())
+                except sqlite3.Error as exc:
+                    raise _error(self._path, exc, "starting a write") from exc
             self._depth = depth + 1
             try:
                 yield self
             except BaseException:
                 self._depth = depth
                 if depth == 0:
-                    _rollback_quietly(conn)
+                    _rollback_quietly(self._connection())
+                    self._block = []
                 else:
                     try:
-                        conn.execute(f"ROLLBACK TO {savepoint}")
-                        conn.execute(f"RELEASE {savepoint}")
+                        self._exec(False, f"ROLLBACK TO {savepoint}", ())
+                        self._exec(False, f"RELEASE {savepoint}", ())
                     except sqlite3.Error:
                         pass
                 raise
             self._depth = depth
+            conn = self._connection()
             if not conn.in_transaction:
                 raise StoreError(
                     f"state database {self._path}: the atomic block was rolled back by "
                     "an earlier error; nothing of it was saved"
                 )
+            if depth:
+                try:
+                    self._exec(False, f"RELEASE {savepoint}", ())
+                except sqlite3.Error as exc:
+                    raise _error(self._path, exc, "committing") from exc
+                return
             try:
-                conn.execute("COMMIT" if depth == 0 else f"RELEASE {savepoint}")
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    if not self._degrade(exc, in_block=True):
+                        raise
+                    self._connection().execute("COMMIT")
             except sqlite3.Error as exc:
-                if depth == 0:
-                    _rollback_quietly(conn)
-                raise StoreError(_explain(self._path, exc, "committing")) from exc
+                _rollback_quietly(self._connection())
+                raise _error(self._path, exc, "committing") from exc
+            finally:
+                self._block = []
 
     @contextmanager
-    def _write(self, doing: str) -> Iterator[sqlite3.Connection]:
+    def _write(self, doing: str) -> Iterator[_Writer]:
         with self.atomic():
             conn = self._connection()
             if not conn.in_transaction:
@@ -522,9 +770,9 @@ class Store:
                     f"rolled back by an earlier error; not {doing}"
                 )
             try:
-                yield conn
+                yield _Writer(self)
             except sqlite3.Error as exc:
-                raise StoreError(_explain(self._path, exc, doing)) from exc
+                raise _error(self._path, exc, doing) from exc
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -533,7 +781,7 @@ class Store:
             try:
                 yield conn
             except sqlite3.Error as exc:
-                raise StoreError(_explain(self._path, exc, "reading")) from exc
+                raise _error(self._path, exc, "reading") from exc
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -749,7 +997,7 @@ class Store:
             return cur.rowcount == 1
 
     @staticmethod
-    def _require_tx(conn: sqlite3.Connection, local_id: int) -> None:
+    def _require_tx(conn: _Writer, local_id: int) -> None:
         row = conn.execute("SELECT 1 FROM transactions WHERE local_id = ?", (local_id,))
         if row.fetchone() is None:
             raise StoreError(f"no transaction with local id {local_id}")
@@ -1055,6 +1303,42 @@ class Store:
 
 
 # ---------------------------------------------------------------------------
+
+
+class _Writer:
+    """What a write block sees of the connection: statements recorded for a replay."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self._store._exec(False, sql, params)
+
+    def executemany(self, sql: str, params: Iterable[Any]) -> sqlite3.Cursor:
+        return self._store._exec(True, sql, params)
+
+
+def _error(path: Path, exc: BaseException, doing: str) -> StoreError:
+    return StoreError(_explain(path, exc, doing), transient=_primary_code(exc) in _STORAGE_FAULTS | {_SQLITE_PERM})
+
+
+def _fault_reason(exc: BaseException) -> str:
+    code = _primary_code(exc)
+    text = str(exc)
+    if code == _SQLITE_FULL:
+        return "disk full"
+    if code == _SQLITE_READONLY or "read-only" in text:
+        return "read-only file system"
+    return f"storage I/O error ({getattr(exc, 'sqlite_errorname', None) or text})"
+
+
+def _has_data_beside(path: Path) -> bool:
+    try:
+        return path.with_name(path.name + "-wal").stat().st_size > 0
+    except OSError:
+        return False
 
 
 def _outbox_row(row: tuple[Any, ...]) -> OutboxRow:
