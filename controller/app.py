@@ -50,7 +50,7 @@ DB_NAME = "evsectl.sqlite"
 STORAGE_DTC = "0x100009"
 #: how often (real seconds) a store holding its state in memory looks at the disk
 #: when no write comes by to do it
-STORAGE_PROBE_S = 5.0
+STORAGE_PROBE_S = 1.0
 #: exit code of a start-up refusal that may pass by itself (disk full, read-only or
 #: failing file system): systemd restarts; every other refusal exits 3 (an operator acts)
 EXIT_TEMPFAIL = 75
@@ -114,7 +114,7 @@ class Daemon:
         core = Charger(
             model=s.model, keys=keys, store=self.store, clock=self.clock,
             identity=Identity(s.serial_number, __version__), vendor_ids=s.vendor_ids, rand=random.random,
-            security=certificates,
+            security=certificates, max_queued_messages=s.max_queued_messages,
         )
         core.config_error = read_config_error(s.state_dir)
         self.runtime = Runtime(core, {}, self.clock, error_code_of=error_code_of)

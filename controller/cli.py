@@ -74,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     state = sub.add_parser("state", help="check or recover the state database (docs/recovery.md)")
     state.add_argument("--config", dest="config_sub")
     state_what = state.add_subparsers(dest="state", required=True)
-    w = state_what.add_parser("check", help="read the state database and report damage (changes nothing)")
-    w.add_argument("--db", help="the database file (default: evsectl.sqlite in the settings' state_dir)")
-    w = state_what.add_parser(
-        "recover", help="move a damaged state database aside and salvage its readable rows (daemon stopped)")
-    w.add_argument("--db", help="the database file (default: evsectl.sqlite in the settings' state_dir)")
+    for name, text in (
+        ("check", "read the state database and report damage (changes nothing)"),
+        ("recover", "move a damaged state database aside and salvage its readable rows (daemon stopped)"),
+    ):
+        w = state_what.add_parser(name, help=text)
+        w.add_argument("--config", dest="config_sub", default=argparse.SUPPRESS)
+        w.add_argument("--db", help="the database file (default: evsectl.sqlite in the settings' state_dir)")
 
     demo = sub.add_parser("demo", help="local CSMS + charger with mock hardware + one charging session")
     demo.add_argument("--forever", action="store_true", help="keep running after the session")

@@ -1,0 +1,373 @@
+"""Disk and database faults against the real daemon (issue 10 item 4; R-TX 4 "whatever is
+killed when (... full disk)").
+
+* Full disk during a charge: a small tmpfs is mounted on the daemon's state directory
+  and filled. The charge goes on (the vendor's DTC 0x100009 "Abnormal SD card" is an
+  alarm, not an error), MemoryExhaustion reaches the CSMS, the state is held in memory
+  and written back, without a restart, once space is freed.
+* Read-only state file system mid-charge: an ext4 image on a loop device with
+  errors=remount-ro is forced read-only the way a failing SD card is (ext4's
+  trigger_fs_error); the charge and its messages go on.
+* Corrupt database: the daemon refuses to start (exit 3), naming the file and
+  ``evsectl state recover``; the command salvages the rows and the daemon starts.
+
+Mounting needs root (or a user+mount namespace for tmpfs); where neither works the
+tests skip and say why. Every mount is undone at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_harness import REPO, Daemon
+
+from controller.csms import CentralSystem
+
+DB = "evsectl.sqlite"
+STORAGE_DTC = "0x100009"
+
+
+# ---------------------------------------------------------------- mounts
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str = "3m") -> Iterator[None]:
+    """A tmpfs of ``size`` on ``path`` for the test's duration (root only)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs on the state directory needs root "
+                    "(the daemon under test runs outside any namespace this test could create)")
+    done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "evsectl-test", str(path))
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield
+    finally:
+        _run("umount", "-l", str(path))
+
+
+@contextlib.contextmanager
+def failing_ext4(path: Path, image: Path) -> Iterator[str]:
+    """An ext4 file system (loop device, errors=remount-ro) on ``path``; yields its
+    /sys/fs/ext4 name, whose trigger_fs_error makes it read-only like a failing SD card."""
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("a loop-mounted ext4 needs root")
+    if shutil.which("mkfs.ext4") is None:
+        pytest.skip("mkfs.ext4 is not installed (e2fsprogs)")
+    with open(image, "wb") as f:
+        f.truncate(16 * 1024 * 1024)
+    made = _run("mkfs.ext4", "-q", "-F", str(image))
+    if made.returncode:
+        pytest.skip(f"mkfs.ext4 failed: {made.stderr.strip()}")
+    done = _run("mount", "-o", "loop,errors=remount-ro", str(image), str(path))
+    if done.returncode:
+        pytest.skip(f"cannot loop-mount an ext4 image here: {done.stderr.strip()}")
+    try:
+        device = _run("findmnt", "-n", "-o", "SOURCE", str(path)).stdout.strip()
+        name = os.path.basename(device)
+        if not Path(f"/sys/fs/ext4/{name}/trigger_fs_error").exists():
+            pytest.skip("this kernel has no ext4 trigger_fs_error to fail the file system")
+        yield name
+    finally:
+        _run("umount", "-l", str(path))
+
+
+def fill(directory: Path) -> Path:
+    """Fill the file system of ``directory`` to the last byte; returns the filler file."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    if f.write(block) < chunk:
+                        break
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    break
+    return filler
+
+
+def on_disk(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """What a second process reads from the database file (committed state only)."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- daemon
+
+
+@pytest.fixture
+async def csms() -> AsyncIterator[CentralSystem]:
+    async with CentralSystem("127.0.0.1", 0) as c:
+        yield c
+
+
+@contextlib.asynccontextmanager
+async def running(d: Daemon) -> AsyncIterator[Daemon]:
+    try:
+        yield d
+    finally:
+        if d.proc is not None and d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+
+
+async def booted(d: Daemon) -> None:
+    await d.start()
+    await d.until(lambda s: s["link"] == "connected", timeout_s=20, what="boot")
+
+
+def is_storage_status(r: Any, code: str) -> bool:
+    p = r.payload
+    return p["connectorId"] == 0 and (p.get("vendorErrorCode") == STORAGE_DTC) == (code != "NoError") \
+        and p["errorCode"] == code
+
+
+def energy(record: Any) -> int:
+    return int(next(v["value"] for v in record.payload["meterValue"][0]["sampledValue"]
+                    if v.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register"))
+
+
+# ---------------------------------------------------------------- full disk
+
+
+async def test_r_tx_4_full_disk_mid_charge_charge_goes_on_memory_exhaustion_reported_recovers_without_restart(
+    tmp_path: Path, csms: CentralSystem
+) -> None:
+    d = Daemon(tmp_path, csms.url)
+    with small_tmpfs(d.state_dir):
+        async with running(d):
+            await booted(d)
+            d.plug(1)
+            d.badge("TAG")
+            start = await csms.wait_for("StartTransaction")
+            await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
+            mark = csms.mark()
+            filler = fill(d.state_dir)
+            d.advance(60)  # a MeterValues sample: the first write the disk refuses
+            event = await csms.wait_for("SecurityEventNotification", since=mark,
+                                        predicate=lambda r: r.payload["type"] == "MemoryExhaustion")
+            assert "disk full" in event.payload["techInfo"]
+            status = await csms.wait_for("StatusNotification", since=mark,
+                                         predicate=lambda r: is_storage_status(r, "InternalError"))
+            assert status.payload["status"] == "Available"  # an alarm: the station stays in service
+            first = await csms.wait_for("MeterValues", since=mark)
+            d.advance(60)
+            second = await csms.wait_for("MeterValues", since=first.seq)
+            assert d.connector(1)["status"] == "Charging"
+            assert start.payload["meterStart"] <= energy(first) <= energy(second)
+            log = d.log_path.read_text(errors="replace")
+            assert "disk full" in log and "held in memory" in log and str(d.state_dir / DB) in log
+            # the file keeps the state of the moment the disk filled up
+            assert on_disk(d.state_dir / DB, "SELECT transaction_id, stopped_at FROM transactions") == [(1, None)]
+
+            filler.unlink()  # space is back: the next write puts everything on disk
+            freed = csms.mark()
+            d.advance(60)
+            await csms.wait_for("StatusNotification", since=freed, predicate=lambda r: is_storage_status(r, "NoError"))
+            third = await csms.wait_for("MeterValues", since=freed)
+            await d.until(lambda s: s["queued_messages"] == 0, what="all delivered")
+            d.badge("TAG")
+            stop = await csms.wait_for("StopTransaction", since=mark)
+            meter = (await d.until(lambda s: s["connectors"][0]["transaction_id"] is None and s, what="stopped"))
+            assert stop.payload["transactionId"] == 1
+            assert stop.payload["meterStop"] == meter["connectors"][0]["meter_wh"] >= energy(third)
+            await d.until(lambda s: s["queued_messages"] == 0, what="stop delivered")
+            assert on_disk(d.state_dir / DB, "SELECT count(*) FROM outbox") == [(0,)]
+            assert await d.stop() == 0
+
+            # a restart sends nothing twice: the disk has the whole story
+            again = csms.mark()
+            await booted(d)
+            await csms.wait_for("BootNotification", since=again)
+            await asyncio.sleep(0.5)
+            assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
+
+
+async def test_r_tx_4_full_disk_while_offline_state_held_in_memory_written_back_then_survives_kill_9(
+    tmp_path: Path, csms: CentralSystem
+) -> None:
+    d = Daemon(tmp_path, csms.url)
+    with small_tmpfs(d.state_dir):
+        async with running(d):
+            await booted(d)
+            port = csms.port
+            await csms.stop()
+            await d.until(lambda s: s["link"] != "connected", what="link down")
+            filler = fill(d.state_dir)
+            d.plug(1)
+            d.badge("OFFLINE1")  # AllowOfflineTxForUnknownId: starts offline
+            await d.until(lambda s: s["connectors"][0]["status"] == "Charging", what="offline start")
+            d.advance(900)  # disconnectedMeterValueSampleInterval
+            await d.until(lambda s: s["queued_messages"] >= 3, what="Start, MemoryExhaustion, MeterValues queued")
+            d.badge("OFFLINE1")
+            stopped = await d.until(lambda s: s["connectors"][0]["status"] != "Charging" and s, what="offline stop")
+            meter_stop = stopped["connectors"][0]["meter_wh"]
+            queued = stopped["queued_messages"]
+            assert on_disk(d.state_dir / DB, "SELECT count(*) FROM outbox WHERE action = 'StopTransaction'") == [(0,)]
+            filler.unlink()
+            # written back with no write to carry it (the daemon's storage probe)
+            for _ in range(100):
+                actions = [a for (a,) in on_disk(d.state_dir / DB, "SELECT action FROM outbox ORDER BY seq")]
+                if "StopTransaction" in actions:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(actions) == queued and actions[0] == "StartTransaction" and actions[-1] == "StopTransaction"
+            await d.kill9()  # nothing left only in memory
+            async with CentralSystem("127.0.0.1", port) as back:
+                d.rewrite(back.url)
+                await d.start()
+                stop = await back.wait_for("StopTransaction", timeout=20)
+                calls = [r for r in back.calls() if r.action in
+                         ("StartTransaction", "MeterValues", "StopTransaction", "SecurityEventNotification")]
+                kinds = [r.action if r.action != "SecurityEventNotification" else r.payload["type"] for r in calls]
+                assert kinds[0] == "StartTransaction" and "MemoryExhaustion" in kinds
+                assert kinds.count("StartTransaction") == 1 and kinds.count("StopTransaction") == 1
+                assert "MeterValues" in kinds
+                assert stop.payload["meterStop"] == meter_stop and stop.payload["reason"] == "Local"
+                await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
+
+
+# ---------------------------------------------------------------- read-only
+
+
+async def test_r_tx_4_state_file_system_turns_read_only_mid_charge_charge_and_messages_go_on(
+    tmp_path: Path, csms: CentralSystem
+) -> None:
+    d = Daemon(tmp_path, csms.url)
+    with failing_ext4(d.state_dir, tmp_path / "state.img") as fs:
+        async with running(d):
+            await booted(d)
+            d.plug(1)
+            d.badge("TAG")
+            start = await csms.wait_for("StartTransaction")
+            await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
+            mark = csms.mark()
+            Path(f"/sys/fs/ext4/{fs}/trigger_fs_error").write_text("evsectl test: SD card failing\n")
+            d.advance(60)
+            event = await csms.wait_for("SecurityEventNotification", since=mark,
+                                        predicate=lambda r: r.payload["type"] == "MemoryExhaustion")
+            assert "state database" in event.payload["techInfo"]
+            await csms.wait_for("StatusNotification", since=mark,
+                                predicate=lambda r: is_storage_status(r, "InternalError"))
+            values = await csms.wait_for("MeterValues", since=mark)
+            d.advance(60)
+            await csms.wait_for("MeterValues", since=values.seq)
+            assert d.connector(1)["status"] == "Charging"
+            d.badge("TAG")
+            stop = await csms.wait_for("StopTransaction", since=mark)
+            after = await d.until(lambda s: s["connectors"][0]["transaction_id"] is None and s, what="stopped")
+            assert stop.payload["meterStop"] == after["connectors"][0]["meter_wh"] >= start.payload["meterStart"]
+            await d.until(lambda s: s["queued_messages"] == 0, what="delivered live")
+            assert d.proc is not None and d.proc.returncode is None  # never crashed
+            log = d.log_path.read_text(errors="replace")
+            assert "held in memory" in log
+
+
+# ---------------------------------------------------------------- corruption
+
+
+async def _evsectl(*args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller", *args, cwd=str(REPO),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def _smash_middle(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    page = 4096
+    middle = len(data) // page // 2
+    data[middle * page:(middle + 2) * page] = b"\xa5" * (2 * page)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["pages", "header", "truncated"])
+async def test_r_tx_4_corrupt_database_refused_with_the_recovery_command_then_recovered(
+    tmp_path: Path, csms: CentralSystem, damage: str
+) -> None:
+    d = Daemon(tmp_path, csms.url, keys={"HeartbeatInterval": 300})
+    async with running(d):
+        await booted(d)
+        d.plug(1)
+        d.badge("TAG")
+        await csms.wait_for("StartTransaction")
+        await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
+        await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
+        assert await d.stop() == 0  # StopTransaction (Reboot) delivered, the file checkpointed
+    db = d.state_dir / DB
+    # rows in many pages, so that damage in the middle hits some and spares others
+    conn = sqlite3.connect(str(db), isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO local_list (id_tag, status) VALUES (?, 'Accepted')",
+                     [(f"T{i:06d}",) for i in range(3000)])
+    conn.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('local_list_version', '3')")
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    if damage == "pages":
+        _smash_middle(db)
+    elif damage == "header":
+        with db.open("r+b") as f:
+            f.write(b"garbage" * 14)
+    else:
+        with db.open("r+b") as f:
+            f.truncate(db.stat().st_size * 2 // 3)
+    damaged = db.read_bytes()
+
+    code, _out, err = await _evsectl("run", "--config", str(d.config))
+    assert code == 3, err  # an operator must act: RestartPreventExitStatus=3 stops systemd looping
+    assert str(db) in err and "corrupt" in err and "evsectl state recover" in err, err
+    assert db.read_bytes() == damaged  # never recreated, never "repaired" behind the operator's back
+
+    code, out, _err = await _evsectl("state", "check", "--config", str(d.config))
+    assert code == 1 and "DAMAGED" in out
+    code, out, err = await _evsectl("state", "recover", "--config", str(d.config))
+    assert code == 0, err
+    kept = sorted(d.state_dir.glob(f"{DB}.corrupt-*"))
+    assert kept and kept[0].read_bytes() == damaged, out
+    code, out, _err = await _evsectl("state", "check", "--config", str(d.config))
+    assert code == 0, out
+    assert on_disk(db, "SELECT value FROM meta WHERE name = 'local_list_version'") == [("3",)]
+    kept_tags = on_disk(db, "SELECT count(*) FROM local_list")[0][0]
+    assert (kept_tags == 3000) if damage == "header" else (0 < kept_tags <= 3000)
+
+    async with running(d):
+        mark = csms.mark()
+        await booted(d)
+        await csms.wait_for("BootNotification", since=mark)
+        await asyncio.sleep(0.3)
+        assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
+
+
+async def test_r_tx_4_state_recover_refused_while_the_daemon_runs(tmp_path: Path, csms: CentralSystem) -> None:
+    d = Daemon(tmp_path, csms.url)
+    async with running(d):
+        await booted(d)
+        code, _out, err = await _evsectl("state", "recover", "--config", str(d.config))
+        assert code == 1 and "running" in err
+        assert (d.state_dir / DB).exists() and not list(d.state_dir.glob(f"{DB}.corrupt-*"))
