@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 #: how long SIGTERM waits for running transactions to be stopped and stored
 STOP_GRACE_S = 10.0
 DB_NAME = "evsectl.sqlite"
+#: where the state held in memory goes at exit when the state disk never came back:
+#: the runtime directory (/run/evsectl: another file system; gone at a reboot)
+SPILL_NAME = "evsectl.sqlite.held"
 #: the vendor DTC reported while the state database cannot be written
 #: ("Abnormal SD card of terminal warning", InternalError, an alarm: charging goes on)
 STORAGE_DTC = "0x100009"
@@ -100,7 +103,7 @@ class Daemon:
         from .store.sqlite import StoreError
 
         try:
-            self.store = Store.open(s.state_dir / DB_NAME)
+            self.store = Store.open(s.state_dir / DB_NAME, spill=s.control_socket.parent / SPILL_NAME)
         except StoreError as e:
             raise StartupError(str(e), exit_code=EXIT_TEMPFAIL if e.transient else 3) from None
         attach_file_logs(s.state_dir)

@@ -58,6 +58,45 @@ def _formatter() -> logging.Formatter:
 _attached: set[Path] = set()
 
 
+class LogFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log file that a full or read-only disk does not turn into a flood.
+
+    The stock handler prints a traceback to stderr (the journal) for every record it
+    cannot write: on a full state disk that is every record. This one says it once,
+    drops the file's records while the disk refuses them (stderr/the journal still
+    has them), and says when the file is written again.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failing = False
+        self._failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._failed = False
+        super().emit(record)
+        if self.failing and not self._failed:
+            self.failing = False
+            sys.stderr.write(f"evsectl: log file {self.baseFilename} is written again\n")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._failed = True
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if self.stream is not None:  # drop what the disk refused rather than pile it up
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+            self.stream = None  # type: ignore[assignment]
+        if not self.failing:
+            self.failing = True
+            sys.stderr.write(f"evsectl: cannot write the log file {self.baseFilename} ({exc}); "
+                             "its records are dropped until it can be written again\n")
+
+
 def attach_file_logs(state_dir: Path) -> None:
     """Log to rotating files in the state directory besides stderr (the journal); once per directory."""
     directory = log_dir(state_dir)
@@ -65,10 +104,10 @@ def attach_file_logs(state_dir: Path) -> None:
         return
     _attached.add(directory.resolve())
     directory.mkdir(parents=True, exist_ok=True, mode=0o750)
-    main = logging.handlers.RotatingFileHandler(directory / "evsectl.log", maxBytes=2_000_000, backupCount=5)
+    main = LogFileHandler(directory / "evsectl.log", maxBytes=2_000_000, backupCount=5)
     main.setFormatter(_formatter())
     logging.getLogger().addHandler(main)
-    security = logging.handlers.RotatingFileHandler(directory / "security.log", maxBytes=1_000_000, backupCount=10)
+    security = LogFileHandler(directory / "security.log", maxBytes=1_000_000, backupCount=10)
     security.setFormatter(_formatter())
     sec_logger = logging.getLogger(SECURITY_LOGGER)
     sec_logger.addHandler(security)

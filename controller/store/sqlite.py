@@ -372,14 +372,20 @@ class Store:
         self._block: list[tuple[bool, str, Any]] = []
         self._next_write_back = 0.0
         self._listeners: list[Callable[[str | None], None]] = []
+        self._spill: Path | None = None
         #: (room needed in bytes) -> why the disk cannot take the write-back, or None
         self.disk_probe: Callable[[int], str | None] = self._probe_disk
 
     # ------------------------------------------------------------------ open
 
     @classmethod
-    def open(cls, path: Path) -> Store:
+    def open(cls, path: Path, spill: Path | None = None) -> Store:
         """Open (creating if missing) the state database at ``path``.
+
+        ``spill``: where :meth:`close` saves the state held in memory when the
+        disk never came back (a file on another file system, e.g. the runtime
+        directory); a spill left there by the previous run of this same database
+        is adopted here, before anything else reads the state.
 
         Raises :class:`StoreError` if the database is corrupt, newer than this
         code, or cannot be written; never recreates or repairs an existing file.
@@ -401,6 +407,7 @@ class Store:
         except sqlite3.Error as exc:
             raise _error(path, exc, "opening") from exc
         store = cls(conn, path)
+        store._spill = None if spill is None else Path(spill)
         try:
             store._setup()
         except BaseException:
@@ -462,6 +469,9 @@ class Store:
                         f"failed ({exc!r}); the database was left at version {number - 1}."
                     ) from exc
 
+            doing = "adopting the state the previous run held in memory"
+            self._adopt_spill()
+
             # Prove the database is writable now rather than at the first
             # StartTransaction; read the previous run's flag in the same step.
             doing = "writing a test row"
@@ -511,7 +521,7 @@ class Store:
                 self._depth = 0
             if self._memory is not None:
                 self._next_write_back = 0.0
-                if not self.try_recover():
+                if not self.try_recover() and not self._save_spill():
                     log.error(
                         "state database %s: the state held in memory since %s (%s) could not be "
                         "written back and is lost from disk; the file keeps the state of that "
@@ -593,6 +603,73 @@ class Store:
                         "storage fault over", self._path, was)
             self._tell(None)
             return True
+
+    def _save_spill(self) -> bool:
+        """Save the state held in memory to the spill file (at close, the disk still failing)."""
+        memory, spill = self._memory, self._spill
+        if memory is None or spill is None:
+            return False
+        tmp = spill.with_name(spill.name + ".tmp")
+        try:
+            spill.parent.mkdir(parents=True, exist_ok=True)
+            tmp.unlink(missing_ok=True)
+            out = sqlite3.connect(str(tmp), isolation_level=None)
+            try:
+                memory.backup(out)
+            finally:
+                out.close()
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, spill)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("state database %s: cannot save the state held in memory to %s either (%s)",
+                      self._path, spill, exc)
+            return False
+        log.error(
+            "state database %s: the disk still refuses writes (%s); the state held in memory since %s "
+            "is saved to %s and taken back at the next start, if that file is still there "
+            "(it is lost at a reboot when it lives in /run). See docs/recovery.md.",
+            self._path, self._fault, self._fault_since, spill,
+        )
+        return True
+
+    def _adopt_spill(self) -> None:
+        """Take back a spill of this database's previous run (see :meth:`open`)."""
+        spill = self._spill
+        if spill is None or not spill.exists():
+            return
+        conn = self._connection()
+        try:
+            held = sqlite3.connect(f"file:{spill}?mode=ro", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            log.error("state database %s: spill %s cannot be opened (%s); ignored", self._path, spill, exc)
+            return
+        try:
+            query = "SELECT value FROM meta WHERE name = ?"
+            try:
+                ok = [r[0] for r in held.execute("PRAGMA quick_check")] == ["ok"] and held.execute(
+                    "PRAGMA user_version").fetchone()[0] == conn.execute("PRAGMA user_version").fetchone()[0]
+                theirs = held.execute(query, (_META_OPENED_AT,)).fetchone()
+            except sqlite3.Error:
+                ok, theirs = False, None
+            ours = conn.execute(query, (_META_OPENED_AT,)).fetchone()
+            if not (ok and theirs is not None and theirs == ours):
+                # not a descendant of this file (restored from a backup since?): keep both, use the file
+                aside = spill.with_name(f"{spill.name}.ignored-{_utc_now().replace(':', '')}")
+                os.replace(spill, aside)
+                log.error("state database %s: the spill %s does not continue this file; kept as %s, "
+                          "not used", self._path, spill, aside)
+                return
+            held.backup(conn)
+        finally:
+            held.close()
+        spill.unlink()
+        log.warning("state database %s: took back the state the previous run held in memory (%s)",
+                    self._path, spill)
 
     def _probe_disk(self, size: int) -> str | None:
         """Why the state directory cannot take ``size`` bytes now, or None."""

@@ -237,3 +237,45 @@ def test_r_tx_4_store_errors_say_whether_they_may_pass(db_path: Path) -> None:
     exc.sqlite_errorcode = 26
     err = store_mod._error(db_path, exc, "x")
     assert not err.transient and "evsectl state recover" in str(err)
+
+
+def test_r_tx_4_disk_never_back_state_saved_to_the_spill_and_taken_back_at_next_open(tmp_path: Path) -> None:
+    db_path, spill = tmp_path / "state" / "evsectl.db", tmp_path / "run" / "evsectl.sqlite.held"
+    s = Store.open(db_path, spill=spill)
+    rec = s.begin_transaction(1, "TAG", 100, "2026-01-01T00:00:00Z")
+    s.set_transaction_id(rec.local_id, 9)
+    s.mark_running()
+    disk = Disk(s)
+    disk.fill()
+    s.enqueue("MeterValues", BIG, rec.local_id)
+    assert s.storage_fault == "disk full"
+    s.end_transaction(rec.local_id, 150, "2026-01-01T00:01:00Z", "Local")
+    s.mark_stopped()
+    s.close()  # the disk is still full: the state goes to the spill
+    assert spill.exists()
+    assert on_disk(db_path, "SELECT stopped_at FROM transactions") == [(None,)]  # the stale file
+    s = Store.open(db_path, spill=spill)
+    try:
+        assert not spill.exists()
+        assert s.open_transactions() == [] and s.transaction(rec.local_id).meter_stop_wh == 150
+        assert s.last_run_was_clean()  # no PowerLoss stop for a transaction already stopped
+    finally:
+        s.close()
+
+
+def test_r_tx_4_spill_of_another_history_is_kept_aside_not_used(tmp_path: Path) -> None:
+    db_path, spill = tmp_path / "state" / "evsectl.db", tmp_path / "run" / "evsectl.sqlite.held"
+    s = Store.open(db_path, spill=spill)
+    disk = Disk(s)
+    disk.fill()
+    s.enqueue("A", BIG)
+    s.close()
+    assert spill.exists()
+    s = Store.open(db_path)  # opened without the spill: the file moves on (new opened_at)
+    s.close()
+    s = Store.open(db_path, spill=spill)
+    try:
+        assert s.count() == 0
+        assert not spill.exists() and list(spill.parent.glob("evsectl.sqlite.held.ignored-*"))
+    finally:
+        s.close()

@@ -88,6 +88,14 @@ def failing_ext4(path: Path, image: Path) -> Iterator[str]:
         _run("umount", "-l", str(path))
 
 
+def remount(path: Path, image: Path) -> None:
+    """What an operator does with a file system forced read-only: unmount, fsck, mount."""
+    assert _run("umount", str(path)).returncode == 0
+    fsck = _run("e2fsck", "-f", "-y", str(image))
+    assert fsck.returncode in (0, 1), fsck.stdout + fsck.stderr  # 1: errors corrected
+    assert _run("mount", "-o", "loop,errors=remount-ro", str(image), str(path)).returncode == 0
+
+
 def fill(directory: Path) -> Path:
     """Fill the file system of ``directory`` to the last byte; returns the filler file."""
     filler = directory / "filler"
@@ -283,6 +291,21 @@ async def test_r_tx_4_state_file_system_turns_read_only_mid_charge_charge_and_me
             assert d.proc is not None and d.proc.returncode is None  # never crashed
             log = d.log_path.read_text(errors="replace")
             assert "held in memory" in log
+
+            # The file system stays read-only (ext4 needs an fsck): at exit the state held in
+            # memory goes to the runtime directory, and the next start takes it back.
+            assert await d.stop() == 0
+            spill = d.socket.parent / "evsectl.sqlite.held"
+            assert spill.exists()
+            assert on_disk(d.state_dir / DB, "SELECT stopped_at FROM transactions") == [(None,)]  # stale
+            remount(d.state_dir, tmp_path / "state.img")
+            mark = csms.mark()
+            await booted(d)
+            await csms.wait_for("BootNotification", since=mark)
+            await asyncio.sleep(0.5)
+            assert not spill.exists()
+            assert len(csms.calls("StopTransaction")) == 1  # no second stop (PowerLoss) from the stale file
+            assert on_disk(d.state_dir / DB, "SELECT count(*) FROM transactions WHERE stopped_at IS NULL") == [(0,)]
 
 
 # ---------------------------------------------------------------- corruption
