@@ -2,7 +2,7 @@
 
 The real daemon (``python -m controller run``, mock drivers, simulated clock) talks to our
 CSMS on 127.0.0.1 and downloads from an HTTP server started here (``file_servers.web``).
-The manufacturer PKI is made here with ``cryptography``: a root (installed over OCPP with
+The manufacturer PKI is made with ``tests/support/tls_material.py``: a root (installed over OCPP with
 InstallCertificate / ManufacturerRootCertificate), an RSA and an ECDSA signing certificate,
 an expired signing certificate from the same root, and a signing certificate from another
 root. The firmware is the release artifact of the project (0.2.0, built once per module by
@@ -26,10 +26,8 @@ from typing import Any
 
 import pytest
 import test_firmware_and_diagnostics as unsigned
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from ocpp.messages import CallResult
 from test_firmware_and_diagnostics import (
     BOX,
@@ -39,6 +37,7 @@ from test_firmware_and_diagnostics import (
     now_text,
     sequence,
 )
+from tls_material import make_ca, pem_of
 
 from controller import __version__
 from controller.csms import CentralSystem
@@ -57,54 +56,6 @@ boot = unsigned.boot
 
 
 # --------------------------------------------------------------------------- manufacturer PKI
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "evsectl tests"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _root(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP384R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _signer(cn: str, key: Any, root_key: ec.EllipticCurvePrivateKey, root: x509.Certificate, *,
-            not_before: dt.datetime, not_after: dt.datetime) -> x509.Certificate:
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(root.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=False, crl_sign=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
-                       critical=False)
-        .sign(root_key, hashes.SHA256())
-    )
-
-
-def pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 @dataclass(frozen=True)
@@ -134,21 +85,20 @@ class ManufacturerPki:
 @pytest.fixture(scope="module")
 def mpki() -> ManufacturerPki:
     now = dt.datetime.now(dt.UTC)
-    valid = {"not_before": now - dt.timedelta(days=1), "not_after": now + dt.timedelta(days=365)}
-    root_key, root = _root("Manufacturer Root CA")
-    other_key, other = _root("Manufacturer Root CA")  # same name, another key: only the key tells
+    root = make_ca("Manufacturer Root CA")
+    other = make_ca("Manufacturer Root CA")  # same name, another key: only the key tells
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ec_key = ec.generate_private_key(ec.SECP256R1())
     old_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     foreign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     return ManufacturerPki(
-        root=pem(root),
-        rsa=Signer(rsa_key, pem(_signer("Firmware signer RSA", rsa_key, root_key, root, **valid))),
-        ecdsa=Signer(ec_key, pem(_signer("Firmware signer EC", ec_key, root_key, root, **valid))),
-        expired=Signer(old_key, pem(_signer(
-            "Firmware signer expired", old_key, root_key, root,
+        root=root.pem,
+        rsa=Signer(rsa_key, pem_of(root.issue_code_signing("Firmware signer RSA", rsa_key))),
+        ecdsa=Signer(ec_key, pem_of(root.issue_code_signing("Firmware signer EC", ec_key))),
+        expired=Signer(old_key, pem_of(root.issue_code_signing(
+            "Firmware signer expired", old_key,
             not_before=now - dt.timedelta(days=400), not_after=now - dt.timedelta(days=1)))),
-        foreign=Signer(foreign_key, pem(_signer("Firmware signer", foreign_key, other_key, other, **valid))),
+        foreign=Signer(foreign_key, pem_of(other.issue_code_signing("Firmware signer", foreign_key))),
     )
 
 

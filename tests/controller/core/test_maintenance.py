@@ -598,6 +598,8 @@ class _Runtime:
 
 @pytest.fixture
 def runner(tmp_path, monkeypatch):
+    import controller.security.signature as sig  # the runner imports these on first use (idle RSS)
+    import controller.transfer as transfer
     from controller.runtime import maintenance as rm
 
     rt = _Runtime()
@@ -611,8 +613,8 @@ def runner(tmp_path, monkeypatch):
         dest.write_bytes(b"release bytes")
         return SimpleNamespace(path=dest)
 
-    monkeypatch.setattr(rm, "download", fake_download)
-    return SimpleNamespace(r=r, rt=rt, rm=rm, fetched=fetched, monkeypatch=monkeypatch)
+    monkeypatch.setattr(transfer, "download", fake_download)
+    return SimpleNamespace(r=r, rt=rt, rm=rm, sig=sig, fetched=fetched, monkeypatch=monkeypatch)
 
 
 def _verifier(outcome: BaseException | None):
@@ -628,7 +630,7 @@ def _verifier(outcome: BaseException | None):
 
 async def test_r_fw_2_runtime_reports_a_verified_signature_and_keeps_the_file(runner):
     verify, calls = _verifier(None)
-    runner.monkeypatch.setattr(runner.rm, "verify_file_signature", verify)
+    runner.monkeypatch.setattr(runner.sig, "verify_file_signature", verify)
     await runner.r._download(cmd.DownloadFirmware("http://h/fw/a.whl", 0, 0, SIGNATURE, CERT))
     path = runner.r.work_dir / "a.whl"
     assert runner.rt.dispatched == [ev.FirmwareDownloaded(True, path=str(path), error=None, signature_ok=True)]
@@ -637,7 +639,7 @@ async def test_r_fw_2_runtime_reports_a_verified_signature_and_keeps_the_file(ru
 
 async def test_r_fw_1_runtime_checks_no_signature_for_an_unsigned_update(runner):
     verify, calls = _verifier(None)
-    runner.monkeypatch.setattr(runner.rm, "verify_file_signature", verify)
+    runner.monkeypatch.setattr(runner.sig, "verify_file_signature", verify)
     await runner.r._download(cmd.DownloadFirmware("http://h/fw/a.whl", 0, 0))
     assert runner.rt.dispatched == [
         ev.FirmwareDownloaded(True, path=str(runner.r.work_dir / "a.whl"), error=None, signature_ok=None)]
@@ -651,7 +653,7 @@ async def test_r_fw_1_runtime_checks_no_signature_for_an_unsigned_update(runner)
 ])
 async def test_r_fw_2_runtime_deletes_a_file_whose_signature_is_not_verified(runner, failure):
     verify, _ = _verifier(failure)
-    runner.monkeypatch.setattr(runner.rm, "verify_file_signature", verify)
+    runner.monkeypatch.setattr(runner.sig, "verify_file_signature", verify)
     await runner.r._download(cmd.DownloadFirmware("http://h/fw/a.whl", 0, 0, SIGNATURE, CERT))
     [event] = runner.rt.dispatched
     assert event.ok and event.signature_ok is False and event.error == str(failure)

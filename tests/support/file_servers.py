@@ -1,11 +1,11 @@
 """File servers on 127.0.0.1 for the firmware/diagnostics integration tests (R-FW 1).
 
 Started by the tests in threads: ``http.server`` for HTTP and (with a test CA
-made here with ``cryptography``) HTTPS, pyftpdlib for FTP, and a "tarpit" port
-that accepts connections in the kernel and never answers. Adapted from the
-fixtures of ``tests/controller/test_transfer.py``; the HTTP server here serves
+from ``tls_material``) HTTPS, pyftpdlib for FTP, and a "tarpit" port that
+accepts connections in the kernel and never answers. The HTTP server serves
 whatever files a test puts in ``state.files``, counts every request per path
-and stores multipart uploads.
+and stores multipart uploads. (``tests/controller/test_transfer.py`` has its
+own HTTP handler: it plays flaky, truncating and ETag-checking servers.)
 
 HTTP routes (GET):
   /fw/<name>     the bytes of ``state.files[name]`` (404 when absent)
@@ -19,10 +19,8 @@ HTTP routes (POST, multipart/form-data, field ``file``):
 
 from __future__ import annotations
 
-import datetime as dt
 import email
 import email.policy
-import ipaddress
 import logging
 import socket
 import ssl
@@ -35,14 +33,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from pyftpdlib.ioloop import IOLoop
 from pyftpdlib.servers import FTPServer
+from tls_material import make_ca, server_context
 
 FTP_USER = "alice"
 FTP_PASSWORD = "pa:ss@wd/Z"  # needs percent-encoding in a URL
@@ -60,68 +55,13 @@ class Pki:
     untrusted_ctx: ssl.SSLContext  # 127.0.0.1/localhost, signed by another root
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _ca(cn: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn)).issuer_name(_name(cn))
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False,
-                                     key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _leaf(ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate):
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("files")).issuer_name(ca_cert.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _server_ctx(dir_: Path, stem: str, key, cert) -> ssl.SSLContext:
-    key_path, cert_path = dir_ / f"{stem}.key", dir_ / f"{stem}.pem"
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert_path, key_path)
-    return ctx
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
-    ca_key, ca_cert = _ca("evsectl test root")
-    other_key, other_cert = _ca("some other root")
-    (d / "ca.pem").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    return Pki(d / "ca.pem", _server_ctx(d, "good", *_leaf(ca_key, ca_cert)),
-               _server_ctx(d, "untrusted", *_leaf(other_key, other_cert)))
+    root, other = make_ca("evsectl test root"), make_ca("some other root")
+    (d / "ca.pem").write_text(root.pem)
+    return Pki(d / "ca.pem", server_context(root.issue_server(), d),
+               server_context(other.issue_server(), d))
 
 
 # --------------------------------------------------------------------------- HTTP(S)

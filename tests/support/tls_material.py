@@ -156,6 +156,25 @@ class Ca:
         return self._leaf(csr.subject, csr.public_key(), ExtendedKeyUsageOID.CLIENT_AUTH,
                           valid_days=valid_days, expired=False, san=None)
 
+    def issue_code_signing(self, cn: str, key, *, not_before: datetime | None = None,
+                           not_after: datetime | None = None) -> x509.Certificate:
+        """A firmware signing certificate (EKU codeSigning) for ``key`` (RSA or EC); valid
+        from yesterday for a year unless told otherwise (SignedUpdateFirmware, R-FW 2)."""
+        now = datetime.now(UTC)
+        return (
+            self._builder(_name(cn), key.public_key(), not_before or now - timedelta(days=1),
+                          not_after or now + timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                              data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                              crl_sign=False, encipher_only=False, decipher_only=False),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+
     def intermediate(self, cn: str) -> Ca:
         key = _key()
         now = datetime.now(UTC)
