@@ -28,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import faulthandler
 import json
 import random
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -160,12 +162,17 @@ class Stats:
     final_status: str = "?"
     final_sampling: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    skipped: int = 0  # --start: frames generated (same random stream) but not sent
+    skip_seconds: float = 0.0
+    slowest_generation: tuple[float, int] = (0.0, -1)  # seconds, frame number
+    longest_stall: float = 0.0  # longest time this process's event loop did not run
 
     def fail(self, text: str) -> None:
         self.failures.append(text)
 
     def summary(self) -> str:
-        rate = self.sent / self.seconds if self.seconds else 0.0
+        sending = self.seconds - self.skip_seconds
+        rate = self.sent / sending if sending > 0 else 0.0
         errs = ", ".join(f"{k} {v}" for k, v in self.errors.most_common())
         kinds = ", ".join(f"{k} {v}" for k, v in self.kinds.most_common())
         return (f"frames sent: {self.sent}\nframes with a readable CALL id (answer required): {self.expecting}\n"
@@ -174,6 +181,10 @@ class Stats:
                 f"MeterValues of the running transaction during the run: {self.meter_values_during}, "
                 f"connector 1 at the end: {self.final_status}; sampling keys: {self.final_sampling}\n"
                 f"frames replaced (over 200 kB; with --skip-known-bugs, known bugs): {dict(self.held_back) or 0}\n"
+                + (f"frames skipped (--start, generated, not sent): {self.skipped} "
+                   f"({self.skip_seconds:.1f} s, not in the rate)\n" if self.skipped else "")
+                + f"harness: slowest frame generation {self.slowest_generation[0]:.3f} s (frame "
+                f"{self.slowest_generation[1]}), longest event-loop stall {self.longest_stall:.2f} s\n"
                 f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
 
 
@@ -246,11 +257,15 @@ class Gen:
             elif op < 0.72 and isinstance(cur, str):
                 parent[key] = cur * r.choice((2, 10, 60)) if cur and len(cur) < 2000 else "x" * 500
             elif op < 0.78 and isinstance(cur, list):
-                # bounded: repeated mutations of a repeated list would otherwise compound to
-                # millions of elements and stall this process (and so the CSMS's pongs)
+                # bounded, and the copies are independent: ``cur * n`` would repeat references
+                # to the same inner objects, so a later mutation of one inner list (another
+                # repetition) grows every copy at once. Seed 1 frame 773 104 compounded that
+                # to a 37 MB Reset payload whose deep copies and schema check took this
+                # process (also the CSMS) 35-56 s, and the daemon rightly dropped the link.
                 size = len(json.dumps(cur, default=str))
                 factor = r.choice((0, 2, 60, 500))
-                parent[key] = cur * (factor if size * factor <= 100_000 else 2 if size <= 50_000 else 0)
+                factor = factor if size * factor <= REPEAT_BUDGET else 2 if size <= REPEAT_BUDGET // 2 else 0
+                parent[key] = [copy.deepcopy(x) for _ in range(factor) for x in cur]
             elif op < 0.84 and isinstance(cur, int | float) and not isinstance(cur, bool):
                 parent[key] = r.choice((-cur, cur + 1, cur * 1000, str(cur), float(cur) + 0.5, -1, 0))
             elif op < 0.9:
@@ -315,6 +330,10 @@ class Gen:
                 payload = {"type": r.choice(["soft", "Warm", 1, None])} if action == "Reset" else {}
         return kind, action, json.dumps([2, uid, action, payload]), payload
 
+    @staticmethod
+    def bomb(uid: str, action: str, depth: int) -> str:
+        return f'[2,"{uid}","{action}",' + '{"a":' * depth + "1" + "}" * depth + "]"
+
     def broken(self, uid: str) -> tuple[str, str, str, Any]:
         r = self.rng
         action = r.choice(sorted(BASE))
@@ -333,8 +352,7 @@ class Gen:
             lambda: json.dumps(self.value()),                                  # random JSON
             lambda: "".join(chr(r.randint(1, 0x2FF)) for _ in range(r.randint(0, 80))),  # garbage
             lambda: "",
-            lambda: (lambda n: "[2,\"" + uid + "\",\"" + action + "\"," + '{"a":' * n + "1" + "}" * n + "]")(
-                r.choice((100, 1000, 20000))),                                  # nesting bomb
+            lambda: self.bomb(uid, action, r.choice((100, 1000, 20000))),     # nesting bomb
             lambda: json.dumps([3, "unknown-" + uid, {}]),                     # result nobody asked for
             lambda: json.dumps([4, "unknown-" + uid, "GenericError", "", {}]),
             lambda: json.dumps([2, (uid + "x" * 5000)[: r.choice((36, 37, 100, 5000))], action, {}]),  # long id
@@ -359,6 +377,7 @@ def _numbers(v: Any, depth: int = 0) -> Any:
             yield from _numbers(x, depth + 1)
 
 
+REPEAT_BUDGET = 100_000  # JSON characters one list repetition may produce
 MAX_FRAME = 200_000  # the daemon's WebSocket takes frames up to 1 MiB and closes with 1009 above
 BUNDLE_EVERY = 2000  # frames between two accepted GetDiagnostics / GetLog with --skip-known-bugs
 _last_bundle = [-BUNDLE_EVERY]
@@ -382,9 +401,16 @@ def known_bug(action: str, payload: Any, text: str, n: int = 0) -> str | None:
 
 # ---------------------------------------------------------------- the run
 
+STALL_DUMP_S = 5.0  # the watchdog prints this process's stacks when its loop stalls this long
+STALL_FAIL_S = 10.0  # a stall this long is a harness fault: the daemon's verdict is not reliable
+
+
 class Fuzzer:
-    def __init__(self, frames: int, seed: int, window: int, verbose: bool, skip_known_bugs: bool = False) -> None:
+    def __init__(self, frames: int, seed: int, window: int, verbose: bool, skip_known_bugs: bool = False,
+                 start: int = 0) -> None:
         self.skip_known_bugs = skip_known_bugs
+        self.start = start
+        self.tick = time.monotonic()
         self.seed = seed
         self.frames = frames
         self.rng = random.Random(seed)
@@ -398,6 +424,10 @@ class Fuzzer:
         self.tx_id: int | None = None
         self.disconnects = 0
         self.slot = asyncio.Event()
+        # kept here, unbounded: the CSMS's recorder keeps only its last max_records records,
+        # so its calls() / assert_clean() at the end of a long run would miss an early one
+        self.stop_transactions: list[str] = []
+        self.refused: list[str] = []  # bad_frame / call_error_sent events of our CSMS
 
     def on_in(self, text: str) -> None:
         try:
@@ -407,6 +437,8 @@ class Fuzzer:
         if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "MeterValues" \
                 and isinstance(msg[3], dict) and msg[3].get("transactionId") == self.tx_id:
             self.stats.meter_values_during += 1
+        if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "StopTransaction":
+            self.stop_transactions.append(text[:300])
         if not (isinstance(msg, list) and msg and msg[0] in (3, 4) and len(msg) > 1):
             return
         uid = msg[1]
@@ -462,6 +494,45 @@ class Fuzzer:
             if kind == "valid" and action not in SCHEMA_INVALID_ONLY:
                 self.stats.fail(f"valid {action} answered with CALLERROR {code}: {text[:200]} -> {json.dumps(msg)[:200]}")
 
+    def next_frame(self, gen: Gen, n: int) -> tuple[str, str, str, Any]:
+        """Frame number ``n``: over MAX_FRAME, or (--skip-known-bugs) hitting a known bug, it is
+        replaced by a fresh one. Timed: generation runs in the loop that is also the CSMS."""
+        t = time.monotonic()
+        uid = f"z{n:x}"
+        kind, action, text, payload = gen.frame(uid)
+        while len(text) > MAX_FRAME:  # over the WebSocket limit: 1009 is right
+            self.stats.held_back["over 200 kB"] += 1
+            kind, action, text, payload = gen.frame(uid)
+        if self.skip_known_bugs:
+            bug = known_bug(action, payload, text, n)
+            while bug is not None:
+                self.stats.held_back[bug] += 1
+                kind, action, text, payload = gen.frame(uid)
+                while len(text) > MAX_FRAME:
+                    kind, action, text, payload = gen.frame(uid)
+                bug = known_bug(action, payload, text, n)
+        took = time.monotonic() - t
+        if took > self.stats.slowest_generation[0]:
+            self.stats.slowest_generation = (took, n)
+        return kind, action, text, payload
+
+    async def ticker(self) -> None:
+        """Measures how long this process's event loop goes without running (it is the CSMS too)."""
+        while True:
+            self.tick = time.monotonic()
+            await asyncio.sleep(0.2)
+            self.stats.longest_stall = max(self.stats.longest_stall, time.monotonic() - self.tick - 0.2)
+
+    def watchdog(self, done: threading.Event) -> None:
+        """Thread: dumps every stack to stderr once per stall of the loop over STALL_DUMP_S."""
+        dumped = 0.0
+        while not done.wait(1.0):
+            if time.monotonic() - self.tick > STALL_DUMP_S and dumped != self.tick:
+                dumped = self.tick
+                print(f"fuzz watchdog: event loop stalled {time.monotonic() - self.tick:.1f} s "
+                      f"(sent {self.stats.sent}); stacks:", file=sys.stderr, flush=True)
+                faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+
     async def send(self, csms: Any, kind: str, text: str) -> None:
         if kind == "broken" and text.count("{") > 500:
             # Our CSMS's recorder parses every frame it sends (Frame.message) and json.loads
@@ -488,10 +559,15 @@ class Fuzzer:
                     fuzzer.connects += 1
                 elif identity == BOX and kind == "disconnect":
                     fuzzer.disconnects += 1
+                elif identity == BOX and kind in ("bad_frame", "call_error_sent"):
+                    fuzzer.refused.append(f"{kind}: {detail[:200]}")
 
         with tempfile.TemporaryDirectory(prefix="fuzz-") as tmp:
             async with Csms("127.0.0.1", 0, max_records=20_000) as csms:
                 d = Daemon(Path(tmp), csms.url, keys={"MeterValueSampleInterval": 30})
+                ticker = asyncio.create_task(self.ticker())
+                done = threading.Event()
+                threading.Thread(target=self.watchdog, args=(done,), daemon=True).start()
                 d.config.write_text(d.config.read_text().replace('level = "DEBUG"', 'level = "WARNING"'))
                 try:
                     await d.start()
@@ -512,20 +588,17 @@ class Fuzzer:
                     recent: list[str] = []
                     shown_failures = 0
                     last_advance = time.monotonic()
-                    for n in range(self.frames):
+                    t_skip = time.monotonic()
+                    for n in range(self.start):  # --start: same random stream, nothing sent
+                        self.next_frame(gen, n)
+                        self.stats.skipped += 1
+                        if n % 1000 == 0:
+                            await asyncio.sleep(0)  # answer the daemon's Heartbeats meanwhile
+                    self.stats.skip_seconds = time.monotonic() - t_skip
+                    t_send = time.monotonic()
+                    for n in range(self.start, self.frames):
                         uid = f"z{n:x}"
-                        kind, action, text, payload = gen.frame(uid)
-                        while len(text) > MAX_FRAME:  # over the WebSocket limit: 1009 is right
-                            self.stats.held_back["over 200 kB"] += 1
-                            kind, action, text, payload = gen.frame(uid)
-                        if self.skip_known_bugs:
-                            bug = known_bug(action, payload, text, n)
-                            while bug is not None:
-                                self.stats.held_back[bug] += 1
-                                kind, action, text, payload = gen.frame(uid)
-                                while len(text) > MAX_FRAME:
-                                    kind, action, text, payload = gen.frame(uid)
-                                bug = known_bug(action, payload, text, n)
+                        kind, action, text, payload = self.next_frame(gen, n)
                         self.stats.kinds[kind] += 1
                         readable = kind != "broken"
                         if readable:
@@ -560,8 +633,9 @@ class Fuzzer:
                             d.advance(30)  # one periodic sample a second
                             last_advance = time.monotonic()
                         if self.verbose and n and n % 10000 == 0:
-                            el = time.monotonic() - t0
-                            print(f"  {n} frames, {n / el:.0f}/s, failures {len(self.stats.failures)}", flush=True)
+                            el = time.monotonic() - t_send
+                            print(f"  {n} frames, {self.stats.sent / el:.0f}/s, failures {len(self.stats.failures)}",
+                                  flush=True)
                             for f in self.stats.failures[shown_failures:]:
                                 print(f"    FAIL {f[:400]}", flush=True)
                             shown_failures = len(self.stats.failures)
@@ -570,6 +644,10 @@ class Fuzzer:
                     end = time.monotonic() + 15
                     while self.pending and time.monotonic() < end:
                         await asyncio.sleep(0.05)
+                    if self.stats.longest_stall > STALL_FAIL_S:
+                        self.stats.fail(f"harness fault: this process's event loop (the CSMS) stalled "
+                                        f"{self.stats.longest_stall:.1f} s; slowest frame generation "
+                                        f"{self.stats.slowest_generation}")
                     for uid, entry in list(self.pending.items())[:20]:
                         self.stats.fail(f"never answered: {entry[3][:200]}")
                     await asyncio.sleep(1.0)  # late duplicates
@@ -579,30 +657,37 @@ class Fuzzer:
                     if not csms.connected(BOX) or self.connects != connects or self.disconnects:
                         self.stats.fail(f"the link dropped during the run: {self.disconnects} disconnects, "
                                         f"{self.connects - connects} reconnects")
-                    await csms.call(BOX, "ClearChargingProfile", {})
-                    sampling = await csms.call(BOX, "GetConfiguration", {"key": [
-                        "MeterValueSampleInterval", "MeterValuesSampledData", "ClockAlignedDataInterval"]})
-                    self.stats.final_sampling = {k["key"]: k.get("value") for k in sampling["configurationKey"]}
-                    mark = csms.mark()
-                    d.advance(30)
-                    await csms.wait_for("MeterValues", predicate=lambda r: on_mv_tx(r.payload),
-                                        since=mark, timeout=10)
+                    # each final check on its own: one failing does not skip the others
+                    try:
+                        await csms.call(BOX, "ClearChargingProfile", {})
+                        sampling = await csms.call(BOX, "GetConfiguration", {"key": [
+                            "MeterValueSampleInterval", "MeterValuesSampledData", "ClockAlignedDataInterval"]})
+                        self.stats.final_sampling = {k["key"]: k.get("value") for k in sampling["configurationKey"]}
+                        mark = csms.mark()
+                        d.advance(30)
+                        await csms.wait_for("MeterValues", predicate=lambda r: on_mv_tx(r.payload),
+                                            since=mark, timeout=10)
+                    except Exception as e:  # noqa: BLE001 - any of them is a failure to report
+                        self.stats.fail(f"no MeterValues of the running transaction after the run: "
+                                        f"{type(e).__name__}: {str(e)[:300]}")
                     c1 = d.connector(1)
                     battery_full = c1["status"] == "SuspendedEV" and (c1.get("soc") or 0) >= 99
                     self.stats.final_status = f"{c1['status']} (SoC {c1.get('soc')} %)"
                     if c1["transaction_id"] != tx or not (c1["status"] == "Charging" or battery_full):
                         self.stats.fail(f"the charge did not go on: connector 1 {c1['status']}, "
                                         f"transaction {c1['transaction_id']} (was {tx})")
-                    if csms.calls("StopTransaction"):
-                        self.stats.fail(f"a StopTransaction was sent: {csms.calls('StopTransaction')[0].payload}")
-                    try:
-                        csms.assert_clean(BOX)
-                    except AssertionError as e:
-                        self.stats.fail(str(e)[:300])
+                    if self.stop_transactions:
+                        self.stats.fail(f"{len(self.stop_transactions)} StopTransaction sent, the first: "
+                                        f"{self.stop_transactions[0]}")
+                    if self.refused:
+                        self.stats.fail(f"the charge point sent {len(self.refused)} frames our CSMS had "
+                                        f"to refuse, the first: {self.refused[0]}")
                     del start
                 except AssertionError as e:
                     self.stats.fail(str(e))
                 finally:
+                    ticker.cancel()
+                    done.set()
                     if d.proc is not None and d.proc.returncode is None:
                         await d.stop()
                     if self.stats.failures and d.log_path.exists():
@@ -614,8 +699,8 @@ class Fuzzer:
 
 
 async def run(frames: int, seed: int, window: int = 64, verbose: bool = False,
-              skip_known_bugs: bool = False) -> Stats:
-    return await Fuzzer(frames, seed, window, verbose, skip_known_bugs).run()
+              skip_known_bugs: bool = False, start: int = 0) -> Stats:
+    return await Fuzzer(frames, seed, window, verbose, skip_known_bugs, start).run()
 
 
 def main() -> int:
@@ -627,8 +712,12 @@ def main() -> int:
     ap.add_argument("--skip-known-bugs", action="store_true",
                     help="replace frames that hit a known daemon bug (known_bug(); each is an xfail "
                          "test in tests/reliability/test_fuzz_smoke.py) by fresh ones, and count them")
+    ap.add_argument("--start", type=int, default=0, metavar="N",
+                    help="generate frames 0..N-1 (the same random stream) without sending them, "
+                         "then send N..--frames: reproduces a late finding in seconds")
     args = ap.parse_args()
-    stats = asyncio.run(run(args.frames, args.seed, args.window, args.verbose, args.skip_known_bugs))
+    stats = asyncio.run(run(args.frames, args.seed, args.window, args.verbose, args.skip_known_bugs,
+                            args.start))
     print(f"fuzz run, seed {args.seed}, window {args.window}")
     print(stats.summary())
     for f in stats.failures[:40]:
