@@ -402,6 +402,7 @@ def known_bug(action: str, payload: Any, text: str, n: int = 0) -> str | None:
 # ---------------------------------------------------------------- the run
 
 STALL_DUMP_S = 5.0  # the watchdog prints this process's stacks when its loop stalls this long
+ANSWER_WAIT_S = 15.0  # the longest wait for an answer (for a free slot in the window, at the end)
 STALL_FAIL_S = 10.0  # a stall this long is a harness fault: the daemon's verdict is not reliable
 
 
@@ -622,9 +623,9 @@ class Fuzzer:
                         while len(self.pending) >= self.window:
                             self.slot.clear()
                             try:
-                                await asyncio.wait_for(self.slot.wait(), 15)
+                                await asyncio.wait_for(self.slot.wait(), ANSWER_WAIT_S)
                             except TimeoutError:
-                                self.stats.fail(f"no answer within 15 s; {len(self.pending)} outstanding, "
+                                self.stats.fail(f"no answer within {ANSWER_WAIT_S} s; {len(self.pending)} outstanding, "
                                                 f"e.g. {next(iter(self.pending.values()))[3][:200]}")
                                 self.pending.clear()
                             if d.proc is not None and d.proc.returncode is not None:
@@ -641,7 +642,7 @@ class Fuzzer:
                             shown_failures = len(self.stats.failures)
                         if not csms.connected(BOX):
                             raise AssertionError(f"link dropped after frame {n}: {text[:200]}")
-                    end = time.monotonic() + 15
+                    end = time.monotonic() + ANSWER_WAIT_S
                     while self.pending and time.monotonic() < end:
                         await asyncio.sleep(0.05)
                     if self.stats.longest_stall > STALL_FAIL_S:

@@ -262,3 +262,18 @@ async def test_fuzz_run_reports_a_stall_of_its_own_process(sabotage, monkeypatch
     stats = await fuzz.run(frames=300, seed=5, skip_known_bugs=True)
     assert any("harness fault" in f for f in stats.failures), stats.failures
     assert stats.longest_stall >= 1.5 and stats.slowest_generation[0] >= 2.0
+
+
+@pytest.mark.timeout(90)
+async def test_fuzz_run_reports_a_call_never_answered(sabotage, monkeypatch) -> None:
+    """A frame counted as a readable CALL whose id the daemon never sees (it carries another id):
+    its missing answer must fail the run."""
+    monkeypatch.setattr(fuzz, "ANSWER_WAIT_S", 2.0)
+
+    def unanswerable(gen, uid):
+        return "mutated", "ClearCache", json.dumps([2, "other-" + uid, "ClearCache", {}]), {}
+
+    sabotage(100, unanswerable)
+    stats = await fuzz.run(frames=300, seed=5, skip_known_bugs=True)
+    assert any(f.startswith("never answered") for f in stats.failures), stats.failures
+    assert stats.answered == stats.expecting - 1
