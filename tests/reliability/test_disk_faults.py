@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import os
 import shutil
 import sqlite3
@@ -45,20 +46,70 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, check=False)
 
 
-@contextlib.contextmanager
-def small_tmpfs(path: Path, size: str = "3m") -> Iterator[None]:
-    """A tmpfs of ``size`` on ``path`` for the test's duration (root only)."""
+class FsDaemon(Daemon):
+    """The harness's daemon, started behind ``prefix`` (nsenter into a namespace) when set."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.prefix: list[str] = []
+
+    async def start(self, wait_socket: bool = True) -> None:
+        if not self.prefix:
+            await super().start(wait_socket)
+            return
+        self.runs += 1
+        with open(self.log_path, "ab") as log:  # noqa: ASYNC230 - as the harness does
+            log.write(f"\n===== run {self.runs} (in a user+mount namespace) =====\n".encode())
+            log.flush()
+            env = {**os.environ, "EVSECTL_CONFIG": str(self.config), "PYTHONUNBUFFERED": "1"}
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.prefix, sys.executable, "-m", "controller", "run", "--config", str(self.config),
+                stdout=log, stderr=log, env=env, cwd=str(REPO),
+            )
+        if wait_socket:
+            await self.wait_ready()
+
+
+@contextlib.asynccontextmanager
+async def small_tmpfs(d: FsDaemon, size: str = "3m") -> AsyncIterator[Path]:
+    """A tmpfs of ``size`` on the daemon's state directory; yields the directory as this
+    process sees it. As root: mounted here. Otherwise: in a user+mount namespace kept by
+    a holder process (``unshare -rm``), the daemon started in it through nsenter, and the
+    directory reached through /proc/<holder>/root."""
+    path = d.state_dir
     path.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs on the state directory needs root "
-                    "(the daemon under test runs outside any namespace this test could create)")
-    done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "evsectl-test", str(path))
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    if os.geteuid() == 0 and not os.environ.get("EVSECTL_TEST_USERNS"):  # set: the non-root way, as root
+        done = _run("mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "evsectl-test", str(path))
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        try:
+            yield path
+        finally:
+            _run("umount", "-l", str(path))
+        return
+    if shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        pytest.skip("not root, and unshare/nsenter (util-linux) are missing: no small file system to fill")
+    holder = await asyncio.create_subprocess_exec(
+        "unshare", "-rm", "--propagation", "private", "sh", "-c",
+        f"mount -t tmpfs -o size={size},mode=0750 evsectl-test '{path}' && echo ready && exec sleep 3600",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
     try:
-        yield
+        assert holder.stdout is not None and holder.stderr is not None
+        try:
+            line = await asyncio.wait_for(holder.stdout.readline(), 10)
+        except TimeoutError:
+            line = b""
+        if line.strip() != b"ready":
+            err = (await holder.stderr.read()).decode(errors="replace").strip() if holder.returncode is not None else ""
+            pytest.skip("not root, and no user+mount namespace for a small tmpfs either "
+                        f"(unshare -rm: {err or 'no answer'}; e.g. kernel.apparmor_restrict_unprivileged_userns=1)")
+        d.prefix = ["nsenter", "-t", str(holder.pid), "-U", "-m", "--preserve-credentials"]
+        yield Path(f"/proc/{holder.pid}/root{path}")
     finally:
-        _run("umount", "-l", str(path))
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
 
 
 @contextlib.contextmanager
@@ -113,6 +164,18 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def read_db(d: FsDaemon, sql: str) -> list[tuple[Any, ...]]:
+    """``on_disk`` of the daemon's database, seen from the daemon's mount namespace
+    (SQLite resolves /proc/<pid>/root to the host's root, so it runs in there)."""
+    if not d.prefix:
+        return on_disk(d.state_dir / DB, sql)
+    script = ("import json, sqlite3, sys; c = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
+              "print(json.dumps(c.execute(sys.argv[2]).fetchall()))")
+    done = subprocess.run([*d.prefix, sys.executable, "-c", script, str(d.state_dir / DB), sql],
+                          capture_output=True, text=True, check=True)
+    return [tuple(row) for row in json.loads(done.stdout)]
+
+
 def on_disk(path: Path, sql: str) -> list[tuple[Any, ...]]:
     """What a second process reads from the database file (committed state only)."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
@@ -163,98 +226,96 @@ def energy(record: Any) -> int:
 async def test_r_tx_4_full_disk_mid_charge_charge_goes_on_memory_exhaustion_reported_recovers_without_restart(
     tmp_path: Path, csms: CentralSystem
 ) -> None:
-    d = Daemon(tmp_path, csms.url)
-    with small_tmpfs(d.state_dir):
-        async with running(d):
-            await booted(d)
-            d.plug(1)
-            d.badge("TAG")
-            start = await csms.wait_for("StartTransaction")
-            await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
-            mark = csms.mark()
-            filler = fill(d.state_dir)
-            d.advance(60)  # a MeterValues sample: the first write the disk refuses
-            event = await csms.wait_for("SecurityEventNotification", since=mark,
-                                        predicate=lambda r: r.payload["type"] == "MemoryExhaustion")
-            assert "disk full" in event.payload["techInfo"]
-            status = await csms.wait_for("StatusNotification", since=mark,
-                                         predicate=lambda r: is_storage_status(r, "InternalError"))
-            assert status.payload["status"] == "Available"  # an alarm: the station stays in service
-            first = await csms.wait_for("MeterValues", since=mark)
-            d.advance(60)
-            second = await csms.wait_for("MeterValues", since=first.seq)
-            assert d.connector(1)["status"] == "Charging"
-            assert start.payload["meterStart"] <= energy(first) <= energy(second)
-            log = d.log_path.read_text(errors="replace")
-            assert "disk full" in log and "held in memory" in log and str(d.state_dir / DB) in log
-            # the file keeps the state of the moment the disk filled up
-            assert on_disk(d.state_dir / DB, "SELECT transaction_id, stopped_at FROM transactions") == [(1, None)]
+    d = FsDaemon(tmp_path, csms.url)
+    async with small_tmpfs(d) as state, running(d):
+        await booted(d)
+        d.plug(1)
+        d.badge("TAG")
+        start = await csms.wait_for("StartTransaction")
+        await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
+        mark = csms.mark()
+        filler = fill(state)
+        d.advance(60)  # a MeterValues sample: the first write the disk refuses
+        event = await csms.wait_for("SecurityEventNotification", since=mark,
+                                    predicate=lambda r: r.payload["type"] == "MemoryExhaustion")
+        assert "disk full" in event.payload["techInfo"]
+        status = await csms.wait_for("StatusNotification", since=mark,
+                                     predicate=lambda r: is_storage_status(r, "InternalError"))
+        assert status.payload["status"] == "Available"  # an alarm: the station stays in service
+        first = await csms.wait_for("MeterValues", since=mark)
+        d.advance(60)
+        second = await csms.wait_for("MeterValues", since=first.seq)
+        assert d.connector(1)["status"] == "Charging"
+        assert start.payload["meterStart"] <= energy(first) <= energy(second)
+        log = d.log_path.read_text(errors="replace")
+        assert "disk full" in log and "held in memory" in log and str(d.state_dir / DB) in log
+        # the file keeps the state of the moment the disk filled up
+        assert read_db(d, "SELECT transaction_id, stopped_at FROM transactions") == [(1, None)]
 
-            filler.unlink()  # space is back: the next write puts everything on disk
-            freed = csms.mark()
-            d.advance(60)
-            await csms.wait_for("StatusNotification", since=freed, predicate=lambda r: is_storage_status(r, "NoError"))
-            third = await csms.wait_for("MeterValues", since=freed)
-            await d.until(lambda s: s["queued_messages"] == 0, what="all delivered")
-            d.badge("TAG")
-            stop = await csms.wait_for("StopTransaction", since=mark)
-            meter = (await d.until(lambda s: s["connectors"][0]["transaction_id"] is None and s, what="stopped"))
-            assert stop.payload["transactionId"] == 1
-            assert stop.payload["meterStop"] == meter["connectors"][0]["meter_wh"] >= energy(third)
-            await d.until(lambda s: s["queued_messages"] == 0, what="stop delivered")
-            assert on_disk(d.state_dir / DB, "SELECT count(*) FROM outbox") == [(0,)]
-            assert await d.stop() == 0
+        filler.unlink()  # space is back: the next write puts everything on disk
+        freed = csms.mark()
+        d.advance(60)
+        await csms.wait_for("StatusNotification", since=freed, predicate=lambda r: is_storage_status(r, "NoError"))
+        third = await csms.wait_for("MeterValues", since=freed)
+        await d.until(lambda s: s["queued_messages"] == 0, what="all delivered")
+        d.badge("TAG")
+        stop = await csms.wait_for("StopTransaction", since=mark)
+        meter = (await d.until(lambda s: s["connectors"][0]["transaction_id"] is None and s, what="stopped"))
+        assert stop.payload["transactionId"] == 1
+        assert stop.payload["meterStop"] == meter["connectors"][0]["meter_wh"] >= energy(third)
+        await d.until(lambda s: s["queued_messages"] == 0, what="stop delivered")
+        assert read_db(d, "SELECT count(*) FROM outbox") == [(0,)]
+        assert await d.stop() == 0
 
-            # a restart sends nothing twice: the disk has the whole story
-            again = csms.mark()
-            await booted(d)
-            await csms.wait_for("BootNotification", since=again)
-            await asyncio.sleep(0.5)
-            assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
+        # a restart sends nothing twice: the disk has the whole story
+        again = csms.mark()
+        await booted(d)
+        await csms.wait_for("BootNotification", since=again)
+        await asyncio.sleep(0.5)
+        assert len(csms.calls("StartTransaction")) == 1 and len(csms.calls("StopTransaction")) == 1
 
 
 async def test_r_tx_4_full_disk_while_offline_state_held_in_memory_written_back_then_survives_kill_9(
     tmp_path: Path, csms: CentralSystem
 ) -> None:
-    d = Daemon(tmp_path, csms.url)
-    with small_tmpfs(d.state_dir):
-        async with running(d):
-            await booted(d)
-            port = csms.port
-            await csms.stop()
-            await d.until(lambda s: s["link"] != "connected", what="link down")
-            filler = fill(d.state_dir)
-            d.plug(1)
-            d.badge("OFFLINE1")  # AllowOfflineTxForUnknownId: starts offline
-            await d.until(lambda s: s["connectors"][0]["status"] == "Charging", what="offline start")
-            d.advance(900)  # disconnectedMeterValueSampleInterval
-            await d.until(lambda s: s["queued_messages"] >= 3, what="Start, MemoryExhaustion, MeterValues queued")
-            d.badge("OFFLINE1")
-            stopped = await d.until(lambda s: s["connectors"][0]["status"] != "Charging" and s, what="offline stop")
-            meter_stop = stopped["connectors"][0]["meter_wh"]
-            queued = stopped["queued_messages"]
-            assert on_disk(d.state_dir / DB, "SELECT count(*) FROM outbox WHERE action = 'StopTransaction'") == [(0,)]
-            filler.unlink()
-            # written back with no write to carry it (the daemon's storage probe)
-            for _ in range(100):
-                actions = [a for (a,) in on_disk(d.state_dir / DB, "SELECT action FROM outbox ORDER BY seq")]
-                if "StopTransaction" in actions:
-                    break
-                await asyncio.sleep(0.05)
-            assert len(actions) == queued and actions[0] == "StartTransaction" and actions[-1] == "StopTransaction"
-            await d.kill9()  # nothing left only in memory
-            async with CentralSystem("127.0.0.1", port) as back:
-                d.rewrite(back.url)
-                await d.start()
-                stop = await back.wait_for("StopTransaction", timeout=20)
-                calls = [r for r in back.calls() if r.action in
-                         ("StartTransaction", "MeterValues", "StopTransaction", "SecurityEventNotification")]
-                kinds = [r.action if r.action != "SecurityEventNotification" else r.payload["type"] for r in calls]
-                assert kinds[0] == "StartTransaction" and "MemoryExhaustion" in kinds
-                assert kinds.count("StartTransaction") == 1 and kinds.count("StopTransaction") == 1
-                assert "MeterValues" in kinds
-                assert stop.payload["meterStop"] == meter_stop and stop.payload["reason"] == "Local"
-                await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
+    d = FsDaemon(tmp_path, csms.url)
+    async with small_tmpfs(d) as state, running(d):
+        await booted(d)
+        port = csms.port
+        await csms.stop()
+        await d.until(lambda s: s["link"] != "connected", what="link down")
+        filler = fill(state)
+        d.plug(1)
+        d.badge("OFFLINE1")  # AllowOfflineTxForUnknownId: starts offline
+        await d.until(lambda s: s["connectors"][0]["status"] == "Charging", what="offline start")
+        d.advance(900)  # disconnectedMeterValueSampleInterval
+        await d.until(lambda s: s["queued_messages"] >= 3, what="Start, MemoryExhaustion, MeterValues queued")
+        d.badge("OFFLINE1")
+        stopped = await d.until(lambda s: s["connectors"][0]["status"] != "Charging" and s, what="offline stop")
+        meter_stop = stopped["connectors"][0]["meter_wh"]
+        queued = stopped["queued_messages"]
+        assert read_db(d, "SELECT count(*) FROM outbox WHERE action = 'StopTransaction'") == [(0,)]
+        filler.unlink()
+        # written back with no write to carry it (the daemon's storage probe)
+        for _ in range(100):
+            actions = [a for (a,) in read_db(d, "SELECT action FROM outbox ORDER BY seq")]
+            if "StopTransaction" in actions:
+                break
+            await asyncio.sleep(0.05)
+        assert len(actions) == queued and actions[0] == "StartTransaction" and actions[-1] == "StopTransaction"
+        await d.kill9()  # nothing left only in memory
+        async with CentralSystem("127.0.0.1", port) as back:
+            d.rewrite(back.url)
+            await d.start()
+            stop = await back.wait_for("StopTransaction", timeout=20)
+            calls = [r for r in back.calls() if r.action in
+                     ("StartTransaction", "MeterValues", "StopTransaction", "SecurityEventNotification")]
+            kinds = [r.action if r.action != "SecurityEventNotification" else r.payload["type"] for r in calls]
+            assert kinds[0] == "StartTransaction" and "MemoryExhaustion" in kinds
+            assert kinds.count("StartTransaction") == 1 and kinds.count("StopTransaction") == 1
+            assert "MeterValues" in kinds
+            assert stop.payload["meterStop"] == meter_stop and stop.payload["reason"] == "Local"
+            await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
 
 
 # ---------------------------------------------------------------- read-only
