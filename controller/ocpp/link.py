@@ -68,7 +68,7 @@ class CsmsLink:
     def _options(self, profile: int) -> ConnectOptions:
         box = str(self.keys.get("BoxIdentifier"))
         root = client = None
-        if self.security is not None:
+        if self.security is not None and profile >= 2:  # profiles 0/1: no certificate (nor cryptography)
             root = self.security.root_bundle_path("CentralSystemRootCertificate")
             client = self.security.client_cert_paths()
         return connect_options(profile, self.url(), box, self.keys.get("AuthorizationKey"), root, client)
