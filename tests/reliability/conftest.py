@@ -1,7 +1,8 @@
-"""Reliability tests (issue 10): power cuts and fuzzed frames against the real daemon.
+"""Reliability tests (issue 10): power cuts, fuzzed frames and long outages against the real daemon.
 
-The heavy lifting lives in ``bench/powercut.py`` and ``bench/fuzz.py`` (the full runs);
-these tests load them (as the modules ``powercut`` and ``fuzz``, by file path: ``bench/``
+The heavy lifting lives in ``bench/powercut.py``, ``bench/fuzz.py`` and ``bench/outage.py``
+(the full runs); these tests load them (as the modules ``powercut``, ``fuzz`` and ``outage``,
+by file path: ``bench/``
 is not put on sys.path, its ``drivers.py`` would shadow the ``drivers`` package) and run
 short, seeded smoke runs of the same code.
 """
@@ -16,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "tests" / "integration") not in sys.path:
     sys.path.insert(0, str(REPO / "tests" / "integration"))
 
-for _name in ("powercut", "fuzz"):
+for _name in ("powercut", "fuzz", "outage"):
     if _name not in sys.modules:
         _spec = importlib.util.spec_from_file_location(_name, REPO / "bench" / f"{_name}.py")
         assert _spec is not None and _spec.loader is not None
