@@ -6,7 +6,9 @@ file's ``[queue] max_messages`` changes it) and decides what a CALLERROR answer
 to a queued message means: retry after
 TransactionMessageRetryInterval × attempts, or give up after
 TransactionMessageAttempts (OCPP 1.6 §4.10). A timeout or a lost link is not an
-attempt: the message waits for the link, however long that takes.
+attempt: the message waits for the link, however long that takes (after a timeout
+on a link that stays up, the runtime sends it again after
+TransactionMessageRetryInterval).
 """
 
 from __future__ import annotations

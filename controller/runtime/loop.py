@@ -4,7 +4,9 @@ Everything here runs on one asyncio loop, so the core is only ever touched by
 one task at a time. Hardware commands for a connector are executed in order by
 that connector's worker (a stop's meter reading comes after the power is off).
 Transaction messages are delivered from the on-disk queue by :class:`Outbox`,
-one at a time, oldest first, only while the CSMS has accepted our boot.
+one at a time, oldest first, only while the CSMS has accepted our boot; one the
+CSMS left unanswered on a link that stays up is sent again after
+TransactionMessageRetryInterval.
 """
 
 from __future__ import annotations
@@ -321,7 +323,13 @@ class Outbox:
         except Exception as e:  # noqa: BLE001
             code = rt._error_code_of(e)
             if code is None:
-                log.warning("queued %s #%s not delivered (%s); waiting for the link", row.action, row.seq, e)
+                if rt.link is link:  # no answer on a link that is still up: ask again later
+                    delay = float(rt.core.key_int("TransactionMessageRetryInterval"))
+                    log.warning("queued %s #%s not answered (%s); sending it again in %.0f s",
+                                row.action, row.seq, e, delay)
+                    self.kick(delay)
+                else:
+                    log.warning("queued %s #%s not delivered (%s); waiting for the link", row.action, row.seq, e)
                 return False
             rt.dispatch(ev.TxMessageFailed(row.seq, row.action, code))
             return not self.waiting_retry

@@ -114,3 +114,27 @@ async def test_r_model_3_pro_dc_power_fail_closes_the_transaction_at_next_boot(d
     await daemon.start()
     stop = await csms.wait_for("StopTransaction", since=mark, timeout=15)
     assert stop.payload["reason"] == "PowerLoss"
+
+
+async def test_regression_queued_message_whose_answer_never_came_is_sent_again(csms, make_daemon):
+    """R-TX 4: a queued StopTransaction the CSMS never answered (the call timed out on a link
+    that stayed up) waited for a next queued message that never came: nothing retried it."""
+    d = make_daemon(csms.url)
+    d.config.write_text(d.config.read_text().replace("response_timeout_s = 5", "response_timeout_s = 1"))
+    await d.start()
+    await d.until(lambda s: s["link"] == "connected", what="boot")
+    d.plug(1)
+    d.badge("TAG")
+    await csms.wait_for("StartTransaction")
+    await d.until(lambda s: s["connectors"][0]["transaction_id"] == 1, what="tx id")
+    csms.respond("StopTransaction", no_reply=True, once=True)
+    mark = csms.mark()
+    d.badge("TAG")
+    first = await csms.wait_for("StopTransaction", since=mark)
+    await d.until(lambda s: "queued StopTransaction #" in d.log_path.read_text(), timeout_s=10,
+                  what="the call timed out")
+    d.advance(10)  # TransactionMessageRetryInterval (the link is up: no reconnect will kick it)
+    again = await csms.wait_for("StopTransaction", since=first.seq, timeout=10)
+    assert again.payload == first.payload
+    await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
+    assert len([r for r in csms.calls("StopTransaction") if r.seq > mark]) == 2  # the same message, twice
