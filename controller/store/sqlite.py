@@ -69,6 +69,7 @@ accidental use from an executor thread).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -1498,7 +1499,7 @@ def _prepare_file(path: Path) -> None:
     except OSError as exc:
         raise StoreError(
             f"state database {path}: cannot create its directory {parent} ({exc}); "
-            "check the state directory setting and its permissions."
+            "check the state directory setting and its permissions.", transient=_medium_errno(exc)
         ) from exc
 
     try:
@@ -1506,7 +1507,7 @@ def _prepare_file(path: Path) -> None:
     except FileNotFoundError:
         st = None
     except OSError as exc:
-        raise StoreError(f"state database {path}: cannot examine it ({exc}).") from exc
+        raise StoreError(f"state database {path}: cannot examine it ({exc}).", transient=_medium_errno(exc)) from exc
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
             raise StoreError(
@@ -1527,5 +1528,11 @@ def _prepare_file(path: Path) -> None:
     except OSError as exc:
         raise StoreError(
             f"state database {path} cannot be created ({exc}): the service user must be "
-            f"able to write the directory {parent}, on a file system mounted read-write."
+            f"able to write the directory {parent}, on a file system mounted read-write.",
+            transient=_medium_errno(exc),
         ) from exc
+
+
+def _medium_errno(exc: OSError) -> bool:
+    """A failure of the storage medium (may pass), not of the settings."""
+    return exc.errno in (errno.ENOSPC, errno.EROFS, errno.EIO, errno.EDQUOT)

@@ -318,6 +318,19 @@ async def test_r_tx_4_full_disk_while_offline_state_held_in_memory_written_back_
             await d.until(lambda s: s["queued_messages"] == 0, what="delivered")
 
 
+async def test_r_tx_4_full_disk_at_start_exits_75_so_systemd_restarts_then_starts_once_freed(
+    tmp_path: Path, csms: CentralSystem
+) -> None:
+    d = FsDaemon(tmp_path, csms.url)
+    async with small_tmpfs(d) as state, running(d):
+        filler = fill(state)
+        await d.start(wait_socket=False)
+        assert await d.wait_exit() == 75  # EX_TEMPFAIL: may pass by itself, unlike a corrupt file (3)
+        assert "disk full" in d.log_path.read_text(errors="replace")
+        filler.unlink()
+        await booted(d)
+
+
 # ---------------------------------------------------------------- read-only
 
 
