@@ -172,6 +172,7 @@ def recover(path: Path, now: datetime | None = None) -> RecoverReport:
             f"state database {path} has schema version {version}, newer than this software "
             f"({len(MIGRATIONS)}): install the matching software version instead of recovering"
         )
+    owner = path.stat()
     moved: list[Path] = []
     for suffix in ("", "-wal", "-shm"):
         src = path.with_name(path.name + suffix)
@@ -192,6 +193,7 @@ def recover(path: Path, now: datetime | None = None) -> RecoverReport:
         fresh.close()
         report.header_repaired = _repair_header(work, path)
         _salvage(work, path, report)
+        _give_back(path, owner)
     finally:
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -258,6 +260,20 @@ def _repair_header(work: Path, template_of: Path) -> str | None:
     if done:
         work.write_bytes(bytes(data))
     return done
+
+
+def _give_back(path: Path, owner: os.stat_result) -> None:
+    """The fresh file belongs to whoever owned the damaged one (root runs the command,
+    the service user runs the daemon)."""
+    for suffix in ("", "-wal", "-shm"):
+        target = path.with_name(path.name + suffix)
+        try:
+            st = target.stat()
+        except FileNotFoundError:
+            continue
+        if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid) and hasattr(os, "chown"):
+            os.chown(target, owner.st_uid, owner.st_gid)
+        os.chmod(target, 0o600)
 
 
 def _schema_version(path: Path) -> int | None:

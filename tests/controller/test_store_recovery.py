@@ -5,6 +5,7 @@ command moves it aside and salvages every readable row)."""
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,3 +171,12 @@ def test_cli_state_check_and_recover(db: Path, capsys: pytest.CaptureFixture[str
     out = capsys.readouterr().out
     assert "kept as" in out and "rows copied" in out
     assert cli.main(["state", "check", "--db", str(db)]) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file away")
+def test_r_tx_4_recovered_file_belongs_to_the_owner_of_the_damaged_one(db: Path) -> None:
+    build(db, outbox=5)
+    os.chown(db, 65534, 65534)  # the service user owns it; root runs the command
+    recovery.recover(db, now=NOW)
+    st = db.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534) and st.st_mode & 0o777 == 0o600
