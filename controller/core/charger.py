@@ -29,6 +29,7 @@ from . import events as ev
 from .auth import id_tag_key
 from .authorizer import Authorizer
 from .backoff import boot_retry_delay, reconnect_delay
+from .deferred import DeferredReply
 from .connector import FAULTED, Connector, PendingStart, Session, StatusReporter, derive_status
 from .dtc import Dtc, lookup, normalise_code
 from .keys import ChangeResult, KeyStore, limit_keys
@@ -142,6 +143,7 @@ class Charger:
         # screen pictures (R-DT 2/3): the runtime injects the download port and
         # keeps ``pictures`` ({"tariff": {...}, "logo": {...}, "screensaver": [...]}) current
         self.picture_port: pictures.PicturePort | None = None
+        self.picture_view: Callable[[], dict[str, Any]] | None = None
         self.pictures: dict[str, Any] = {}
         pictures.register(self, ids["tariff"], ids["image"])
 
@@ -1111,7 +1113,10 @@ class Charger:
 
     # ------------------------------------------------------------ CSMS requests
     def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Answer a CSMS request (already schema-valid). Commands wait in take_commands()."""
+        """Answer a CSMS request (already schema-valid). Commands wait in take_commands().
+
+        A request that needs blocking I/O before its answer (a picture DataTransfer)
+        gets a :class:`~controller.core.deferred.DeferredReply` instead of the dict."""
         handler = getattr(self, "_req_" + action, None)
         if handler is None:
             raise NotImplementedError(action)
@@ -1441,8 +1446,10 @@ class Charger:
         handler = handlers.get(p.get("messageId") or "")
         if handler is None:
             return {"status": "UnknownMessageId"}
-        status, data = handler(self, p.get("data"))
-        return {"status": status} if data is None else {"status": status, "data": data}
+        answer = handler(self, p.get("data"))
+        if isinstance(answer, DeferredReply):  # a picture download: answered after it (R-DT 2/3)
+            return answer.then(_data_transfer_reply)
+        return _data_transfer_reply(answer)
 
     def _req_TriggerMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         what, cid = p["requestedMessage"], p.get("connectorId")
@@ -1661,6 +1668,11 @@ def _on_cost_updated(charger: Charger, data: Any) -> tuple[str, str | None]:
         return "Rejected", json.dumps({"reason": "UnknownTransaction"})
     c.cost = cost
     return "Accepted", None
+
+
+def _data_transfer_reply(answer: tuple[str, str | None]) -> dict[str, Any]:
+    status, data = answer
+    return {"status": status} if data is None else {"status": status, "data": data}
 
 
 __all__ = ["Charger", "Identity", "Clock", "DEFAULT_VENDOR_IDS", "timedelta"]

@@ -6,7 +6,9 @@ says what must be fetched (a :class:`PictureRequest`) and with which limits;
 the download itself is the runtime's (``controller.runtime.pictures``), reached
 through a port the runtime injects (``Charger.picture_port``): the OCPP answer
 must carry ``downloadStatus``, so the download happens, bounded, before the
-core answers (see ``docs/decisions.md``).
+core answers (see ``docs/decisions.md``). The handler returns a
+:class:`~controller.core.deferred.DeferredReply`: the runtime runs the port in a
+worker thread and the event loop keeps going meanwhile.
 
 Answers: ``status`` ``Accepted`` with ``data = {"downloadStatus": "Downloaded"}``
 on success; ``Rejected`` with ``data = {"downloadStatus": <failure>}`` otherwise,
@@ -20,6 +22,8 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .deferred import DeferredReply
 
 #: TariffDownload: "File size cannot exceed 2048 KBytes"
 TARIFF_MAX = 2048 * 1024
@@ -92,8 +96,8 @@ def handler(message_id: str) -> Callable[[Any, Any], tuple[str, str | None]]:
         port: PicturePort | None = getattr(charger, "picture_port", None)
         if port is None:
             return "Rejected", _answer("NotSupported")
-        outcome = port(request)
-        return ("Accepted" if outcome == DOWNLOADED else "Rejected"), _answer(outcome)
+        # the download is blocking I/O: the runtime runs it off the event loop
+        return DeferredReply(lambda: port(request), lambda outcome: _done(charger, outcome))
 
     return handle
 
@@ -101,6 +105,14 @@ def handler(message_id: str) -> Callable[[Any, Any], tuple[str, str | None]]:
 def register(charger: Any, tariff_vendor: str, image_vendor: str) -> None:
     charger.register_vendor(tariff_vendor, "TariffDownload", handler("TariffDownload"))
     charger.register_vendor(image_vendor, "ImageDownload", handler("ImageDownload"))
+
+
+def _done(charger: Any, outcome: str) -> tuple[str, str]:
+    """Back on the loop: refresh the core's picture view (``Charger.picture_view``), answer."""
+    view = getattr(charger, "picture_view", None)
+    if view is not None:
+        charger.pictures = view()
+    return ("Accepted" if outcome == DOWNLOADED else "Rejected"), _answer(outcome)
 
 
 def _answer(status: str) -> str:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import decimal
+import inspect
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import asdict
 from typing import Any, Protocol
 
@@ -47,7 +49,9 @@ class CorePort(Protocol):
     """What the adapter needs from the runtime (injected by the composition root)."""
 
     def handles(self, action: str) -> bool: ...
-    def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]: ...
+    def request(
+        self, action: str, payload: dict[str, Any]
+    ) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
     def release(self) -> None: ...
 
 
@@ -154,8 +158,17 @@ class EvseChargePoint(ChargePoint):
             log.warning("unreadable frame ignored (%s): %.200r", error.__class__.__name__, raw_msg)
 
     def _forward(self, action: str) -> Any:
-        """The body of every @on handler: ask the core, return the library's result type."""
+        """The body of every @on handler: ask the core, return the library's result type
+        (or an awaitable of it, which the library awaits, when the answer needs I/O first)."""
         reply = self._port.request(action, self._payload)
+        if inspect.isawaitable(reply):
+            return self._forward_later(action, reply)
+        return self._result(action, reply)
+
+    async def _forward_later(self, action: str, pending: Awaitable[dict[str, Any]]) -> Any:
+        return self._result(action, await pending)
+
+    def _result(self, action: str, reply: dict[str, Any]) -> Any:
         problem = _schema_problem(MessageType.CallResult, action, reply)
         if problem is not None:  # a bug of ours: say so rather than send an invalid frame
             log.error("invalid %s answer %r: %s", action, reply, problem.message)

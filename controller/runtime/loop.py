@@ -23,6 +23,7 @@ from drivers import interfaces as hw
 from ..core import commands as cmd
 from ..core import events as ev
 from ..core.charger import Charger
+from ..core.deferred import DeferredReply
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +86,24 @@ class Runtime:
     def handles(self, action: str) -> bool:
         return self.core.handles(action)
 
-    def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """A CSMS request: answer now, keep the commands until release()."""
+    def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any] | Awaitable[dict[str, Any]]:
+        """A CSMS request: answer now (or, for a DeferredReply, once its blocking work
+        is done in a worker thread), keep the commands until release()."""
         reply = self.core.request(action, payload)
-        pending = self.core.take_commands()
+        self._keep(self.core.take_commands())
+        if isinstance(reply, DeferredReply):
+            return self._complete(reply)
+        return reply
+
+    def _keep(self, commands: list[cmd.Command]) -> None:
         if self._deferred is None:
             self._deferred = []
-        self._deferred.extend(pending)
+        self._deferred.extend(commands)
+
+    async def _complete(self, deferred: DeferredReply) -> dict[str, Any]:
+        outcome = await asyncio.to_thread(deferred.run)
+        reply = deferred.finish(outcome)
+        self._keep(self.core.take_commands())
         return reply
 
     def release(self) -> None:

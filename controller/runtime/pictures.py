@@ -1,12 +1,13 @@
 """Screen pictures: bounded downloads, PNG checks, storage (R-DT 2/3).
 
 The core decides what to fetch (``controller.core.pictures``) and calls
-:meth:`PictureStore.perform` through ``Charger.picture_port``, synchronously,
+:meth:`PictureStore.perform` through ``Charger.picture_port`` before it answers,
 because the DataTransfer answer carries the outcome (``downloadStatus``). So
 the whole operation is bounded by ``deadline_s`` (default 8 s, well inside the
-CSMS's call time-out): the transfer runs in a worker thread with a short
-per-operation time-out, and its progress callback aborts it once the deadline
-has passed. While it runs, the asyncio loop waits (see docs/decisions.md).
+CSMS's call time-out): the transfer runs with a short per-operation time-out,
+and its progress callback aborts it once the deadline has passed. ``perform``
+blocks; the runtime calls it in a worker thread (the core answers with a
+``DeferredReply``), so the asyncio loop keeps running meanwhile.
 
 Files live in ``<state>/pictures/``: ``tariff.png``, ``logo.png``,
 ``screensaver1.png`` and ``screensaver2.png``, plus ``pictures.json`` (which
@@ -198,12 +199,8 @@ class PictureStore:
 def attach_pictures(core: Any, store: PictureStore) -> None:
     """Give the core its picture port, and keep its picture view current."""
 
-    def port(request: PictureRequest) -> str:
-        outcome = store.perform(request)
-        core.pictures = store.view()
-        return outcome
-
-    core.picture_port = port
+    core.picture_port = store.perform  # blocking: run in a worker thread (DeferredReply)
+    core.picture_view = store.view  # read back on the loop once a download is done
     core.pictures = store.view()
 
 

@@ -262,3 +262,55 @@ async def test_hmi_survives_the_controller_restarting_and_its_crash_does_not_sto
         if hmi.returncode is None:
             hmi.kill()
             await hmi.wait()
+
+
+@pytest.fixture
+def hanging_http():
+    """A port whose server accepts, reads the request, says when it has one, and never answers."""
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    asked, stop, held = threading.Event(), threading.Event(), []
+
+    def serve() -> None:
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            conn.settimeout(2)
+            try:
+                conn.recv(4096)
+            except OSError:
+                pass
+            asked.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1], asked
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    srv.close()
+
+
+async def test_regression_picture_download_does_not_block_the_event_loop(daemon, csms, hanging_http):
+    """A download that hangs (a server that never answers, up to the 4 s deadline) runs off
+    the daemon's event loop: the rig control socket, served by that loop, keeps answering
+    while the DataTransfer waits for its downloadStatus (was: the loop blocked up to 8 s)."""
+    port, asked = hanging_http
+    d = await daemon()
+    pending = asyncio.ensure_future(transfer(csms, TARIFF, {
+        "fileType": "Tariff", "type": "file", "location": f"http://127.0.0.1:{port}/t.png"}))
+    assert await asyncio.to_thread(asked.wait, 5), "the daemon never asked for the picture"
+    answered_meanwhile = 0
+    for _ in range(5):
+        status = await asyncio.wait_for(asyncio.to_thread(d.status), timeout=1.5)
+        assert status["link"] == "connected"
+        answered_meanwhile += not pending.done()
+    assert answered_meanwhile == 5, "the control socket waited for the download"
+    answer = await pending
+    assert answer["status"] == "Rejected" and downloaded(answer) == "DownloadFailed"

@@ -28,6 +28,7 @@ from controller.core import commands as cmd
 from controller.core import events as ev
 from controller.core.backoff import DEFAULT_BOOT_RETRY_S
 from controller.core.charger import Charger, Identity
+from controller.core.deferred import resolve
 from controller.core.dtc import DTC_TABLE, Dtc
 from controller.core.keys import KEYS, Access, KeyStore
 from controller.core.models import find_model
@@ -125,7 +126,7 @@ class Rig:
 
     def request(self, action: str, payload: dict[str, Any]) -> dict[str, Any]:
         """A CSMS request: the reply; the commands it caused run after it (as in the runtime)."""
-        reply = self.charger.request(action, payload)
+        reply = resolve(self.charger.request(action, payload))  # a DeferredReply's work done here
         self.last_commands = self.charger.take_commands()
         self._run(self.last_commands)
         return reply
