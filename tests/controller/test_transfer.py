@@ -30,10 +30,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from file_servers import running_ftp, tarpit  # noqa: F401 - tarpit is a fixture
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
-from pyftpdlib.ioloop import IOLoop
-from pyftpdlib.servers import FTPServer
 from tls_material import make_ca, server_context
 
 from controller.transfer import (
@@ -324,35 +323,8 @@ def ftp(tmp_path_factory):
     authorizer = DummyAuthorizer()
     authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
     authorizer.add_anonymous(str(root))  # read-only
-    Handler.authorizer = authorizer
-    Handler.banner = "test ftpd"
-    Handler.auth_failed_timeout = 0.01  # pyftpdlib waits 3 s after a bad password by default
-    logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    server = FTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
-    st.port = server.address[1]
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            server.serve_forever(timeout=0.02, blocking=False, handle_exit=False)
-        server.close_all()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with running_ftp(Handler, authorizer) as st.port:
         yield st
-    finally:
-        stop.set()
-        thread.join(2)
-
-
-@pytest.fixture
-def tarpit():
-    """A port that accepts connections (in the kernel) and never says a word."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        s.listen(8)
-        yield s.getsockname()[1]
 
 
 def leftovers(dest: Path) -> list[str]:
@@ -557,7 +529,7 @@ def test_r_fw_1_http_timeout(web, tmp_path, sleeps):
     assert sleeps == [9] and err.value.attempts == 2
 
 
-def test_r_fw_1_ftp_timeout(tarpit, tmp_path, sleeps):
+def test_r_fw_1_ftp_timeout(tarpit, tmp_path, sleeps):  # noqa: F811 - the fixture
     t0 = time.monotonic()
     with pytest.raises(TransferError) as err:
         download(f"ftp://127.0.0.1:{tarpit}/fw.bin", tmp_path / "x", max_bytes=1 << 20,

@@ -28,6 +28,7 @@ import threading
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -202,24 +203,14 @@ class FtpServer:
         return f"ftp://{FTP_USER}:{FTP_QPASSWORD}@127.0.0.1:{self.port}{path}"
 
 
-@pytest.fixture
-def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
-    root = tmp_path_factory.mktemp("ftproot")
-    for folder in ("fw", "incoming"):
-        (root / folder).mkdir()
-    st = FtpServer(root)
-    authorizer = DummyAuthorizer()
-    authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
-
-    class Handler(FTPHandler):
-        pass
-
-    Handler.authorizer = authorizer
-    Handler.banner = "test ftpd"
-    Handler.auth_failed_timeout = 0.01
+@contextmanager
+def running_ftp(handler: type[FTPHandler], authorizer: DummyAuthorizer) -> Iterator[int]:
+    """Serve ``handler`` with ``authorizer`` on 127.0.0.1 in a thread; yields the port."""
+    handler.authorizer = authorizer
+    handler.banner = "test ftpd"
+    handler.auth_failed_timeout = 0.01  # pyftpdlib waits 3 s after a bad password by default
     logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
-    server = FTPServer(("127.0.0.1", 0), Handler, ioloop=IOLoop())
-    st.port = server.address[1]
+    server = FTPServer(("127.0.0.1", 0), handler, ioloop=IOLoop())
     stop = threading.Event()
 
     def loop() -> None:
@@ -230,10 +221,25 @@ def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield st
+        yield server.address[1]
     finally:
         stop.set()
         thread.join(2)
+
+
+@pytest.fixture
+def ftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FtpServer]:
+    root = tmp_path_factory.mktemp("ftproot")
+    for folder in ("fw", "incoming"):
+        (root / folder).mkdir()
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(FTP_USER, FTP_PASSWORD, str(root), perm="elradfmwMT")
+
+    class Handler(FTPHandler):
+        pass
+
+    with running_ftp(Handler, authorizer) as port:
+        yield FtpServer(root, port)
 
 
 # --------------------------------------------------------------------------- odd ports
