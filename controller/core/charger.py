@@ -915,6 +915,8 @@ class Charger:
         self._stop_txn_sample(c, context, e)
         if not values or s.stopping:
             return
+        if e.meter is not None:  # meterStop never goes below what the CSMS was told
+            s.reported_wh = max(s.reported_wh, int(e.meter.energy_wh))
         if (
             not self.key_bool("OfflineTxMsgQueueEnable") and self.online() and s.transaction_id is not None
             and self.store.count() > 0
@@ -931,8 +933,6 @@ class Charger:
             {"connectorId": c.connector_id, "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}]},
             s.local_id,
         )
-        if e.meter is not None:
-            s.reported_wh = max(s.reported_wh, int(e.meter.energy_wh))
         self._bound_queue()
         self.emit(cmd.WakeOutbox())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fakes import sampled_value
 from test_charger import make_rig  # noqa: F401 - the fixture
 
 from controller.core import events as ev
@@ -46,3 +47,26 @@ def test_regression_security_events_and_starts_respect_the_queue_bound(make_rig)
     # the oldest security event went for the StartTransaction, which is never dropped
     assert [r.action for r in rows] == ["SecurityEventNotification"] * 4 + ["StartTransaction"]
     assert [r.payload["timestamp"] for r in rows[:4]] == newest[1:]
+
+
+def test_regression_meter_values_sent_beside_the_backlog_count_as_reported(make_rig):  # noqa: F811
+    """OfflineTxMsgQueueEnable=false: a MeterValues sent at once beside the backlog did not
+    count as reported, so a meter that lost its last energy (power cut) could give a
+    meterStop below the energy the CSMS had already seen."""
+    rig = make_rig(OfflineTxMsgQueueEnable=False, MeterValueSampleInterval=10)
+    rig.boot()
+    rig.plug(1)
+    rig.feed(ev.TagPresented("TAG"))
+    assert rig.session(1) is not None and rig.session(1).transaction_id is not None
+    rig.auto_deliver = False  # a backlog the CSMS has not taken yet
+    rig.store.enqueue("SecurityEventNotification", {"type": "X", "timestamp": "2026-01-01T00:00:00.000Z"})
+    rig.energy[1] = 12_345
+    mark = rig.mark()
+    rig.advance(10)
+    (direct,) = [m for m in rig.sent("MeterValues", mark) if not m.queued]
+    sent_wh = int(sampled_value(direct.payload["meterValue"][0], "Energy.Active.Import.Register")["value"])
+    assert sent_wh == 12_345
+    rig.energy[1] = 12_000  # the register lost its last energy
+    rig.feed(ev.TagPresented("TAG"))
+    stop = next(r for r in rig.store.pending() if r.action == "StopTransaction")
+    assert stop.payload["meterStop"] >= sent_wh
