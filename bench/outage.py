@@ -108,6 +108,7 @@ class ScenarioCounts:
     frames: int = 0
     concurrent: int = 0  # online MeterValues that overtook the replaying backlog
     dropped: int = 0
+    transaction_data: int = 0  # StopTransaction transactionData entries checked
     resent: int = 0  # identical re-sends: the CSMS left it unanswered or a link loss ate the answer
     failures: int = 0
     seconds: float = 0.0
@@ -132,14 +133,16 @@ class Result:
 
     def table(self) -> str:
         head = (f"{'scenario':<34} {'tx':>3} {'msgs':>5} {'MV':>5} {'MV offl':>7} {'frames':>6} "
-                f"{'overtook':>8} {'resent':>6} {'dropped':>7} {'fail':>4} {'time s':>7}")
+                f"{'txData':>6} {'overtook':>8} {'resent':>6} {'dropped':>7} {'fail':>4} {'time s':>7}")
         rows = [head, "-" * len(head)]
         for s in self.scenarios:
             rows.append(f"{s.name:<34} {s.transactions:>3} {s.messages:>5} {s.meter_values:>5} "
-                        f"{s.offline_meter_values:>7} {s.frames:>6} {s.concurrent:>8} {s.resent:>6} "
+                        f"{s.offline_meter_values:>7} {s.frames:>6} {s.transaction_data:>6} {s.concurrent:>8} "
+                        f"{s.resent:>6} "
                         f"{s.dropped:>7} {s.failures:>4} {s.seconds:>7.1f}")
         legend = ("msgs: transaction messages and security events checked; MV offl: MeterValues "
                   "taken while the CSMS was away; frames: frames checked for one CALL in flight; "
+                  "txData: StopTransaction transactionData entries checked; "
                   "overtook: online MeterValues sent beside the replaying backlog "
                   "(OfflineTxMsgQueueEnable=false); resent: identical re-sends of a message left unanswered "
                   "or whose answer a link loss swallowed; "
@@ -451,6 +454,7 @@ class Combo(Scenario):
             "ClockAlignedDataInterval": 0, "OfflineTxMsgQueueEnable": self.queue_enable,
             "CallMsgInOrder": self.in_order,
             "MeterValuesSampledData": "Energy.Active.Import.Register,Power.Active.Import",
+            "StopTxnSampledData": ENERGY,  # transactionData: Begin, every periodic sample, End
         }
         with csms_on_sim_time(self.sim):
             async with CentralSystem("127.0.0.1", self.port, heartbeat_interval_s=HEARTBEAT_S,
@@ -678,6 +682,27 @@ class Combo(Scenario):
             lo = e
         if stop is not None and stop.payload["meterStop"] < lo:
             self.fail(f"{tx.name}: meterStop {stop.payload['meterStop']} < the last MeterValues {lo} Wh")
+        if stop is not None:
+            self.check_transaction_data(tx, stop.payload, start.payload, ordered)
+
+    def check_transaction_data(self, tx: Tx, stop: dict[str, Any], start: dict[str, Any],
+                               periodic: list[float]) -> None:
+        """StopTxnSampledData (R-TX 3): Transaction.Begin, one entry per periodic sample (the
+        same instants as the MeterValues, offline ones too), Transaction.End."""
+        data = stop.get("transactionData") or []
+        contexts = [str(e["sampledValue"][0].get("context")) for e in data if e.get("sampledValue")]
+        if not contexts or contexts[0] != "Transaction.Begin" or contexts[-1] != "Transaction.End":
+            self.fail(f"{tx.name}: transactionData contexts {contexts[:3]}...{contexts[-2:]} do not run "
+                      f"from Transaction.Begin to Transaction.End")
+            return
+        begin, end = ts(data[0]["timestamp"]), ts(data[-1]["timestamp"])
+        if abs(begin - ts(start["timestamp"])) > TOL_S or abs(end - ts(stop["timestamp"])) > TOL_S:
+            self.fail(f"{tx.name}: transactionData Begin/End not at the start/stop")
+        samples = [ts(e["timestamp"]) for e, c in zip(data, contexts) if c == "Sample.Periodic"]
+        if len(samples) != len(periodic) or any(abs(a - b) > 1.0 for a, b in zip(samples, periodic)):
+            self.fail(f"{tx.name}: transactionData has {len(samples)} periodic entries, the MeterValues "
+                      f"{len(periodic)} (or at other times)")
+        self.counts.transaction_data += len(data)
 
     def check_order(self, calls: list[Any], by_id: dict[int, Tx]) -> None:
         """OfflineTxMsgQueueEnable true: every transaction message in the order it arose (one
