@@ -140,7 +140,8 @@ class Result:
                         f"{s.offline_meter_values:>7} {s.frames:>6} {s.transaction_data:>6} {s.concurrent:>8} "
                         f"{s.resent:>6} "
                         f"{s.dropped:>7} {s.failures:>4} {s.seconds:>7.1f}")
-        legend = ("msgs: transaction messages and security events checked; MV offl: MeterValues "
+        legend = ("Queue: OfflineTxMsgQueueEnable; InOrder: CallMsgInOrder; tx: transactions; "
+                  "msgs: transaction messages and security events checked; MV offl: MeterValues "
                   "taken while the CSMS was away; frames: frames checked for one CALL in flight; "
                   "txData: StopTransaction transactionData entries checked; "
                   "overtook: online MeterValues sent beside the replaying backlog "
