@@ -714,7 +714,7 @@ class Store:
                       "into memory either (%s)", self._path, exc, copy_exc)
             return False
         self._memory = self._conn = memory
-        self._fault = _fault_reason(exc)
+        self._fault = _fault_reason(exc, self._path.parent)
         self._fault_since = _utc_now()
         self._next_write_back = 0.0
         log.error(
@@ -1402,13 +1402,28 @@ def _error(path: Path, exc: BaseException, doing: str) -> StoreError:
     return StoreError(_explain(path, exc, doing), transient=_primary_code(exc) in _STORAGE_FAULTS | {_SQLITE_PERM})
 
 
-def _fault_reason(exc: BaseException) -> str:
+def _fault_reason(exc: BaseException, directory: Path | None = None) -> str:
+    """What the operator is told; an I/O error is told apart by writing a probe file."""
     code = _primary_code(exc)
     text = str(exc)
     if code == _SQLITE_FULL:
         return "disk full"
     if code == _SQLITE_READONLY or "read-only" in text:
         return "read-only file system"
+    if directory is not None:
+        probe = directory / ".evsectl-write-probe"
+        try:
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, b"x" * 4096)
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as probe_exc:
+            if probe_exc.errno == errno.EROFS:
+                return "read-only file system"
+            if probe_exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return "disk full"
     return f"storage I/O error ({getattr(exc, 'sqlite_errorname', None) or text})"
 
 

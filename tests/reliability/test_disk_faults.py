@@ -353,7 +353,7 @@ async def test_r_tx_4_state_file_system_turns_read_only_mid_charge_charge_and_me
             d.advance(60)
             event = await csms.wait_for("SecurityEventNotification", since=mark,
                                         predicate=lambda r: r.payload["type"] == "MemoryExhaustion")
-            assert "state database" in event.payload["techInfo"]
+            assert event.payload["techInfo"].startswith("state database: read-only file system")
             await csms.wait_for("StatusNotification", since=mark,
                                 predicate=lambda r: is_storage_status(r, "InternalError"))
             values = await csms.wait_for("MeterValues", since=mark)
