@@ -157,7 +157,12 @@ class Stats:
     errors: Counter[str] = field(default_factory=Counter)
     kinds: Counter[str] = field(default_factory=Counter)
     failures: list[str] = field(default_factory=list)
-    meter_values_during: int = 0
+    meter_values_during: int = 0  # while frames were being sent
+    meter_values_after: int = 0  # after the last frame (a backlog flushed, and the final check)
+    meter_values_gap: float = 0.0  # longest wall time without one while frames were being sent
+    last_meter_values: float = 0.0
+    daemon_rss_kb: tuple[int, int] = (0, 0)  # VmRSS before the first frame, after the last
+    statuses: Counter[str] = field(default_factory=Counter)  # StatusNotification of connector 1
     held_back: Counter[str] = field(default_factory=Counter)
     final_status: str = "?"
     final_sampling: dict[str, Any] = field(default_factory=dict)
@@ -178,13 +183,17 @@ class Stats:
         return (f"frames sent: {self.sent}\nframes with a readable CALL id (answer required): {self.expecting}\n"
                 f"answered: {self.answered} (CALLRESULT {self.results}, CALLERROR {sum(self.errors.values())})\n"
                 f"CALLERROR codes: {errs or '-'}\nframe kinds: {kinds}\n"
-                f"MeterValues of the running transaction during the run: {self.meter_values_during}, "
+                f"MeterValues of the running transaction received while frames were sent: "
+                f"{self.meter_values_during} (longest gap {self.meter_values_gap:.1f} s), after the last "
+                f"frame: {self.meter_values_after}; connector 1 StatusNotification: {dict(self.statuses) or '-'}; "
                 f"connector 1 at the end: {self.final_status}; sampling keys: {self.final_sampling}\n"
                 f"frames replaced (over 200 kB; with --skip-known-bugs, known bugs): {dict(self.held_back) or 0}\n"
                 + (f"frames skipped (--start, generated, not sent): {self.skipped} "
                    f"({self.skip_seconds:.1f} s, not in the rate)\n" if self.skipped else "")
                 + f"harness: slowest frame generation {self.slowest_generation[0]:.3f} s (frame "
                 f"{self.slowest_generation[1]}), longest event-loop stall {self.longest_stall:.2f} s\n"
+                f"daemon VmRSS: {self.daemon_rss_kb[0] / 1024:.1f} MB before the first frame, "
+                f"{self.daemon_rss_kb[1] / 1024:.1f} MB after the last\n"
                 f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
 
 
@@ -429,6 +438,7 @@ class Fuzzer:
         # so its calls() / assert_clean() at the end of a long run would miss an early one
         self.stop_transactions: list[str] = []
         self.refused: list[str] = []  # bad_frame / call_error_sent events of our CSMS
+        self.streaming = False  # frames are being sent
 
     def on_in(self, text: str) -> None:
         try:
@@ -437,7 +447,16 @@ class Fuzzer:
             return
         if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "MeterValues" \
                 and isinstance(msg[3], dict) and msg[3].get("transactionId") == self.tx_id:
-            self.stats.meter_values_during += 1
+            if self.streaming:
+                self.stats.meter_values_during += 1
+                now = time.monotonic()
+                self.stats.meter_values_gap = max(self.stats.meter_values_gap, now - self.stats.last_meter_values)
+                self.stats.last_meter_values = now
+            else:
+                self.stats.meter_values_after += 1
+        if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "StatusNotification" \
+                and isinstance(msg[3], dict) and msg[3].get("connectorId") == 1:
+            self.stats.statuses[str(msg[3].get("status"))] += 1
         if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "StopTransaction":
             self.stop_transactions.append(text[:300])
         if not (isinstance(msg, list) and msg and msg[0] in (3, 4) and len(msg) > 1):
@@ -596,7 +615,9 @@ class Fuzzer:
                         if n % 1000 == 0:
                             await asyncio.sleep(0)  # answer the daemon's Heartbeats meanwhile
                     self.stats.skip_seconds = time.monotonic() - t_skip
-                    t_send = time.monotonic()
+                    t_send = self.stats.last_meter_values = time.monotonic()
+                    rss_before = _rss_kb(d.proc.pid if d.proc else None)
+                    self.streaming = True
                     for n in range(self.start, self.frames):
                         uid = f"z{n:x}"
                         kind, action, text, payload = self.next_frame(gen, n)
@@ -642,6 +663,10 @@ class Fuzzer:
                             shown_failures = len(self.stats.failures)
                         if not csms.connected(BOX):
                             raise AssertionError(f"link dropped after frame {n}: {text[:200]}")
+                    self.streaming = False
+                    self.stats.meter_values_gap = max(self.stats.meter_values_gap,
+                                                      time.monotonic() - self.stats.last_meter_values)
+                    self.stats.daemon_rss_kb = (rss_before, _rss_kb(d.proc.pid if d.proc else None))
                     end = time.monotonic() + ANSWER_WAIT_S
                     while self.pending and time.monotonic() < end:
                         await asyncio.sleep(0.05)
@@ -697,6 +722,15 @@ class Fuzzer:
                         self.stats.fail(f"(the daemon's log is kept in {keep})")
         self.stats.seconds = time.monotonic() - t0
         return self.stats
+
+
+def _rss_kb(pid: int | None) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (OSError, TypeError):
+        return 0
+    m = re.search(r"VmRSS:\s+(\d+)", status)
+    return int(m.group(1)) if m else 0
 
 
 async def run(frames: int, seed: int, window: int = 64, verbose: bool = False,
