@@ -323,7 +323,14 @@ class Scenario:
         self.links[-1] = (up, self.now())
 
     async def back(self) -> None:
-        await self.csms.start()
+        for attempt in range(50):  # the port is free again unless another process took it meanwhile
+            try:
+                await self.csms.start()
+                break
+            except OSError:
+                if attempt == 49:
+                    raise
+                await asyncio.sleep(0.2)
         await self.link_up()
 
     def advance(self, seconds: float) -> None:
