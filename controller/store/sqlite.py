@@ -785,7 +785,7 @@ class Store:
                     try:
                         self._connection().execute("BEGIN IMMEDIATE")
                     except sqlite3.Error as exc:
-                        if not self._degrade(exc, in_block=True):
+                        if not self._degrade(exc, in_block=False):
                             raise
                         self._connection().execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:

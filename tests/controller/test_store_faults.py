@@ -279,3 +279,27 @@ def test_r_tx_4_spill_of_another_history_is_kept_aside_not_used(tmp_path: Path) 
         assert not spill.exists() and list(spill.parent.glob("evsectl.sqlite.held.ignored-*"))
     finally:
         s.close()
+
+
+class _BeginFails(_CommitFails):
+    """Connection proxy: taking the write lock fails as on a read-only medium (SQLITE_READONLY)."""
+
+    def execute(self, sql, params=()):
+        if sql == "BEGIN IMMEDIATE":
+            exc = sqlite3.OperationalError("attempt to write a readonly database")
+            exc.sqlite_errorcode = 8
+            raise exc
+        return self._conn.execute(sql, params)
+
+
+def test_regression_disk_refusing_the_write_lock_does_not_begin_twice_in_memory(store: Store) -> None:
+    """Found in review: after a failed BEGIN the memory database was begun twice
+    ("cannot start a transaction within a transaction")."""
+    disk = Disk(store)
+    disk.room = "read-only"
+    real = store._conn
+    store._conn = store._disk = _BeginFails(real)
+    store.enqueue("StartTransaction", {"connectorId": 1})
+    assert disk.events == ["read-only file system"]
+    assert [r.action for r in store.pending()] == ["StartTransaction"]
+    store._disk = real
