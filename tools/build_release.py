@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Build a release artifact of evsectl (R-FW 3) and print its path.
 
-    tools/build_release.py [--out DIR] [--with-deps] [--version X] [--source DIR]
-                           [--find-links DIR]... [--no-index]
+    tools/build_release.py [--out DIR] [--with-deps [--extras pi,hmi]] [--version X]
+                           [--source DIR] [--find-links DIR]... [--no-index]
                            [--platform TAG]... [--python-version X.Y]
 
 Without ``--with-deps`` the artifact is the wheel ``evsectl-<version>-py3-none-any.whl``
@@ -10,7 +10,11 @@ Without ``--with-deps`` the artifact is the wheel ``evsectl-<version>-py3-none-a
 ``evsectl-<version>.tar.gz`` holds that wheel and the wheels of all its
 dependencies, a complete offline set; ``--platform`` (e.g.
 ``manylinux2014_aarch64``) with ``--python-version`` fetches the dependencies'
-wheels for the charger rather than for this machine.
+wheels for the charger rather than for this machine. ``--extras`` adds the wheels of
+those extras of evsectl (``pi``: the Modbus, PC/SC and GPIO backends; ``hmi``: the
+screen) and an ``EXTRAS`` file, so the charger installs them with the release: a rig
+keeps its real drivers across an update. A dependency with no wheel on PyPI for the
+target (pyscard on aarch64) must be given as a wheel with ``--find-links``.
 
 The tree is always copied to a temporary directory first (no stale ``build/``
 in the checkout, and ``--version`` rewrites ``[project] version`` and
@@ -99,9 +103,15 @@ def _pip(python: str, args: list[str], cwd: Path) -> None:
 def build(source: Path = ROOT, out: Path | None = None, *, version: str | None = None,
           with_deps: bool = False, find_links: list[Path] | None = None, no_index: bool = False,
           platforms: list[str] | None = None, python_version: str | None = None,
-          python: str = sys.executable) -> Path:
+          python: str = sys.executable, extras: list[str] | None = None) -> Path:
     """Build the artifact from ``source`` into ``out`` (default: ``<source>/dist``) and return its path."""
     out = Path(out) if out is not None else Path(source) / "dist"
+    extras = [e.strip() for e in extras or [] if e.strip()]
+    if extras and not with_deps:
+        raise BuildError("--extras needs --with-deps (a code-only release keeps the charger's packages)")
+    for extra in extras:
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", extra):
+            raise BuildError(f"unusable extra name {extra!r}")
     out.mkdir(parents=True, exist_ok=True)
     index_args: list[str] = ["--no-index"] if no_index else []
     for link in find_links or []:
@@ -121,17 +131,27 @@ def build(source: Path = ROOT, out: Path | None = None, *, version: str | None =
             artifact = out / wheel.name
             shutil.copyfile(wheel, artifact)
         else:
+            wanted = f"{wheel}[{','.join(extras)}]" if extras else str(wheel)
             if platforms:
-                args = ["download", str(wheel), "-d", str(wheels), "--only-binary=:all:", *index_args]
+                args = ["download", wanted, "-d", str(wheels), "--only-binary=:all:", *index_args]
                 for platform in platforms:
                     args += ["--platform", platform]
                 if python_version:
                     args += ["--python-version", python_version]
                 _pip(python, args, tree)
             else:
-                _pip(python, ["wheel", str(wheel), *index_args, "-w", str(wheels)], tree)
+                _pip(python, ["wheel", wanted, *index_args, "-w", str(wheels)], tree)
             artifact = out / f"evsectl-{version}.tar.gz"
             with tarfile.open(artifact, "w:gz") as tf:
+                if extras:
+                    listed = Path(tmp) / "EXTRAS"
+                    listed.write_text("".join(f"{e}\n" for e in extras), encoding="utf-8")
+                    info = tf.gettarinfo(str(listed), arcname="EXTRAS")
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    info.mode = 0o644
+                    with open(listed, "rb") as f:
+                        tf.addfile(info, f)
                 for w in sorted(wheels.glob("*.whl")):
                     info = tf.gettarinfo(str(w), arcname=w.name)
                     info.uid = info.gid = 0
@@ -148,7 +168,7 @@ def _verify(artifact: Path, version: str) -> None:
         sys.path.insert(0, str(ROOT))
     from controller.firmware.installer import inspect_artifact
 
-    with inspect_artifact(artifact) as art:
+    with inspect_artifact(artifact) as art:  # also: every wheel the EXTRAS need is in the set
         if art.version != version:
             raise BuildError(f"{artifact.name} says version {art.version}, expected {version}")
 
@@ -157,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Build a release artifact of evsectl and print its path.")
     p.add_argument("--out", type=Path, help="where to put the artifact (default: <source>/dist)")
     p.add_argument("--with-deps", action="store_true", help="a tar.gz with the wheels of all dependencies")
+    p.add_argument("--extras", default="",
+                   help="with --with-deps: evsectl's extras to ship and install too, e.g. pi,hmi")
     p.add_argument("--version", help="build this version instead of the tree's (in a copy of the tree)")
     p.add_argument("--source", type=Path, default=ROOT, help="the source tree (default: this checkout)")
     p.add_argument("--find-links", type=Path, action="append", default=[], help="passed to pip")
@@ -168,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         artifact = build(args.source, args.out, version=args.version, with_deps=args.with_deps,
                          find_links=args.find_links, no_index=args.no_index, platforms=args.platform,
-                         python_version=args.python_version)
+                         python_version=args.python_version, extras=args.extras.split(","))
     except Exception as e:  # noqa: BLE001 - a build tool reports and exits
         print(f"build_release: {e}", file=sys.stderr)
         return 1

@@ -38,6 +38,10 @@ release, its own ``.pth`` targets are inherited instead of its directory, so
 releases never chain on each other; a complete release installs everything
 with ``--no-index --find-links`` and stands alone (a later code-only release
 does depend on its directory: keep it while such a release is installed).
+A complete set may carry an ``EXTRAS`` file (``tools/build_release.py
+--extras pi,hmi``): those extras of evsectl are installed with it, their wheels
+checked present first, so a rig keeps its Modbus, PC/SC, GPIO and screen
+backends across an update (without it, only the core dependencies come).
 
 Trial. Before switching, the caller writes the marker (`begin_trial`): the new
 version, the exact argv that starts the previous version again, where
@@ -85,6 +89,7 @@ TRIAL_FILE = "trial.json"
 LOCK_FILE = ".lock"
 RELEASE_INFO = "release.json"
 DEPENDENCIES_PTH = "_evsectl_dependencies.pth"
+EXTRAS_FILE = "EXTRAS"  # in a complete tarball: the extras of evsectl to install (one per line)
 PURE_TAG = "py3-none-any"
 
 MAX_MEMBERS = 2000
@@ -98,6 +103,9 @@ TRIAL_STATES = ("pending", "committed", "rolled_back")
 
 _VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+!]{0,63}$")
 _REQ_NAME_RE = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+_REQ_EXTRAS_RE = re.compile(r"^\s*[A-Za-z0-9._-]+\s*\[([^\]]*)\]")
+_ONLY_EXTRA_MARKER_RE = re.compile(r"""^\s*extra\s*==\s*["']([^"']+)["']\s*$""")
+_EXTRA_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62}[A-Za-z0-9])?$")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -146,6 +154,7 @@ class Artifact:
     complete: bool
     workdir: Path | None = None
     owns_workdir: bool = False
+    extras: tuple[str, ...] = ()  # complete sets: evsectl's extras installed with it (EXTRAS)
 
     @property
     def wheel(self) -> Path:
@@ -224,6 +233,7 @@ class _WheelMeta:
     version: str
     requires: list[str]
     tags: list[str]
+    provides_extra: list[str] = dataclasses.field(default_factory=list)
 
 
 def _normalize(name: str) -> str:
@@ -254,7 +264,8 @@ def _read_wheel(path: Path) -> _WheelMeta:
         raise InvalidArtifactError(f"{label}: the wheel's METADATA has no Version")
     return _WheelMeta(name=name, version=version,
                       requires=[str(r) for r in meta.get_all("Requires-Dist") or []],
-                      tags=[str(t).strip() for t in wheel.get_all("Tag") or []])
+                      tags=[str(t).strip() for t in wheel.get_all("Tag") or []],
+                      provides_extra=[_normalize(str(e).strip()) for e in meta.get_all("Provides-Extra") or []])
 
 
 def _check_evsectl(meta: _WheelMeta, label: str) -> None:
@@ -320,6 +331,52 @@ def _missing_dependencies(metas: list[_WheelMeta]) -> list[str]:
     return sorted(missing)
 
 
+def _read_extras(workdir: Path, meta: _WheelMeta, label: str) -> tuple[str, ...]:
+    """The extras the tarball's ``EXTRAS`` file asks for, each one evsectl provides."""
+    path = workdir / EXTRAS_FILE
+    if not path.is_file():
+        return ()
+    try:
+        words = path.read_text(encoding="utf-8").replace(",", " ").split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidArtifactError(f"{label}: unreadable {EXTRAS_FILE} ({e})") from e
+    extras: list[str] = []
+    for word in words:
+        if not _EXTRA_NAME_RE.match(word):
+            raise InvalidArtifactError(f"{label}: {EXTRAS_FILE} names {word[:40]!r}, not an extra")
+        name = _normalize(word)
+        if name not in meta.provides_extra:
+            raise InvalidArtifactError(f"{label}: {EXTRAS_FILE} names {name!r}, which {DIST_NAME} does not provide")
+        if name not in extras:
+            extras.append(name)
+    return tuple(extras)
+
+
+def _extra_requirements(meta: _WheelMeta, extras: Sequence[str]) -> list[str]:
+    """The names ``meta``'s ``extras`` require (``extra == "x"`` markers only), its own
+    extras that refer back to it (``evsectl[modbus]; extra == "pi"``) followed."""
+    todo, seen, names = list(extras), set(), []
+    while todo:
+        extra = todo.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for requirement in meta.requires:
+            spec, _, marker = requirement.partition(";")
+            wanted = _ONLY_EXTRA_MARKER_RE.match(marker)
+            if wanted is None or _normalize(wanted.group(1)) != extra:
+                continue  # unconditional, or another marker: pip decides
+            match = _REQ_NAME_RE.match(spec)
+            if match is None:
+                continue
+            if _normalize(match.group(1)) == _normalize(meta.name):
+                inner = _REQ_EXTRAS_RE.match(spec)
+                todo.extend(_normalize(e.strip()) for e in (inner.group(1).split(",") if inner else []) if e.strip())
+            else:
+                names.append(_normalize(match.group(1)))
+    return names
+
+
 def inspect_artifact(path: Path, *, into: Path | None = None,
                      max_unpacked_bytes: int = MAX_UNPACKED_BYTES) -> Artifact:
     """Check a release artifact (a wheel, or a tarball of wheels extracted into ``into`` or a temp dir)."""
@@ -348,9 +405,15 @@ def inspect_artifact(path: Path, *, into: Path | None = None,
         missing = _missing_dependencies(metas)
         if missing:
             raise InvalidArtifactError(f"{path.name}: not a complete set, no wheel for {', '.join(missing)}")
+        extras = _read_extras(workdir, meta, path.name)
+        present = {_normalize(m.name) for m in metas}
+        missing = sorted({n for n in _extra_requirements(meta, extras) if n not in present})
+        if missing:
+            raise InvalidArtifactError(f"{path.name}: extras {','.join(extras)} need a wheel for "
+                                       f"{', '.join(missing)}, not in the set")
         others = [w for w in wheels if w != wheel]
         return Artifact(version=meta.version, wheels=[wheel, *others], complete=True,
-                        workdir=workdir, owns_workdir=owns)
+                        workdir=workdir, owns_workdir=owns, extras=extras)
     except BaseException:
         if owns:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -594,7 +657,8 @@ def install_release(artifact: Path, state_dir: Path, *, base_python: str = sys.e
             pip = [str(python), "-m", "pip", "install", "--no-index", "--no-compile"]
             if art.complete:
                 wheel_dir = art.wheel.parent
-                _run(runner, [*pip, "--find-links", str(wheel_dir), str(art.wheel)],
+                target = f"{art.wheel}[{','.join(art.extras)}]" if art.extras else str(art.wheel)
+                _run(runner, [*pip, "--find-links", str(wheel_dir), target],
                      "pip install (complete set)", PIP_TIMEOUT_S, work)
                 dependency_paths: list[str] = []
             else:
@@ -613,6 +677,7 @@ def install_release(artifact: Path, state_dir: Path, *, base_python: str = sys.e
             if not words or words[-1] != art.version:
                 raise InstallError(f"import check: the release reports {out.strip()!r}, not {art.version!r}")
             info = {"version": art.version, "artifact": Path(artifact).name, "complete": art.complete,
+                    "extras": list(art.extras),
                     "dependency_paths": dependency_paths,
                     "installed_at": datetime.now(UTC).isoformat(timespec="seconds")}
             (built / RELEASE_INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n",

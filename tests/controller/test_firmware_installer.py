@@ -130,7 +130,20 @@ def artifacts(tmp_path_factory):
     pyproject.write_text(text)
     complete = _build("--source", str(complete_src), "--out", str(root / "complete"), "--version", "0.4.0",
                       "--with-deps", "--find-links", str(links))
-    return {"good": good, "broken": broken, "complete": complete, "root": root}
+
+    # a rig release: the `pi` extra (which, as in pyproject.toml, names evsectl's own
+    # `modbus` extra) shipped and installed with the release
+    _make_wheel(links, "evsectl-fixture-extra", "2.0", files={"evsectl_fixture_extra.py": "RIG = True\n"})
+    rig_src = build_release.copy_source(complete_src, root / "src-rig")
+    pyproject = rig_src / "pyproject.toml"
+    text, n = re.subn(r"^\[project\.optional-dependencies\]\n(?:(?!^\[).*\n)*",
+                      '[project.optional-dependencies]\nmodbus = ["evsectl-fixture-extra==2.0"]\n'
+                      'pi = ["evsectl[modbus]"]\n\n', pyproject.read_text(), count=1, flags=re.MULTILINE)
+    assert n == 1
+    pyproject.write_text(text)
+    rig = _build("--source", str(rig_src), "--out", str(root / "rig"), "--version", "0.5.0",
+                 "--with-deps", "--extras", "pi", "--find-links", str(links))
+    return {"good": good, "broken": broken, "complete": complete, "rig": rig, "links": links, "root": root}
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +197,42 @@ def test_r_fw_3_inspect_a_complete_tarball(artifacts):
         workdir = art.workdir
         assert all(w.is_file() and workdir in w.parents for w in art.wheels)
     assert not workdir.exists()
+
+
+def test_r_fw_3_a_rig_release_carries_its_extras_and_installs_them(artifacts, tmp_path):
+    """tools/build_release.py --with-deps --extras pi: the Modbus/PC/SC/GPIO backends of a
+    rig survive an update (without them the new release would start with no real driver)."""
+    with inspect_artifact(artifacts["rig"]) as art:
+        assert (art.version, art.complete, art.extras) == ("0.5.0", True, ("pi",))
+        assert "evsectl_fixture_extra-2.0-py3-none-any.whl" in [w.name for w in art.wheels]
+    release = install_release(artifacts["rig"], tmp_path / "state")
+    code = "import evsectl_fixture_extra as x, evsectl_fixture_dep as d; print(x.RIG, d.ANSWER)"
+    done = subprocess.run(check=False, args=[str(release.python), "-P", "-c", code],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "42"]
+    assert json.loads((release.path / "release.json").read_text())["extras"] == ["pi"]
+
+
+@pytest.mark.parametrize(("extras", "drop", "reason"), [
+    (b"banner\n", None, "names 'banner', which evsectl does not provide"),
+    (b"pi; rm -rf /\n", None, "not an extra"),
+    (b"pi\n", "evsectl_fixture_extra-2.0-py3-none-any.whl", "need a wheel for evsectl-fixture-extra"),
+])
+def test_r_fw_3_a_release_whose_extras_cannot_be_installed_is_refused(artifacts, tmp_path, extras, drop, reason):
+    with inspect_artifact(artifacts["rig"]) as art:
+        members: dict[str, bytes | Path] = {w.name: w.read_bytes() for w in art.wheels if w.name != drop}
+    members["EXTRAS"] = extras
+    bad = _tarball(tmp_path / "evsectl-0.5.0.tar.gz", members)
+    with pytest.raises(InvalidArtifactError) as e:
+        inspect_artifact(bad, into=tmp_path / "into")
+    assert reason in e.value.reason
+
+
+def test_r_fw_3_extras_need_a_complete_set(artifacts, tmp_path):
+    done = subprocess.run(check=False, args=[sys.executable, str(TOOL), "--no-index", "--extras", "pi",
+                                             "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "--extras needs --with-deps" in done.stderr
 
 
 def _bad_artifact(kind: str, tmp: Path, good: Path) -> Path:
