@@ -229,7 +229,7 @@ def test_r_auth_7_local_list_update_failure_leaves_old_list_whole(
     upserts = {f"NEW{i}": {"status": "Blocked"} for i in range(400)}
     deletes = [] if full else ["OLD1", "OLD2"]
     with pytest.raises(StoreError):
-        store.local_list_apply(6, full, {**{"OLD0": {"status": "Blocked"}}, **upserts}, deletes)
+        store.local_list_apply(6, full, {"OLD0": {"status": "Blocked"}, **upserts}, deletes)
     for s in (store, None):
         conn = store._conn if s else raw(db_path)
         try:
@@ -286,11 +286,10 @@ def test_r_auth_7_local_list_version_write_failure_rolls_back_entries(
 
 def test_r_auth_7_local_list_apply_inside_atomic(store: Store) -> None:
     store.local_list_apply(1, True, {"A": ACC})
-    with pytest.raises(RuntimeError):
-        with store.atomic():
-            store.local_list_apply(2, False, {"B": ACC})
-            store.cache_put("X", ACC, "t")
-            raise RuntimeError("later step failed")
+    with pytest.raises(RuntimeError), store.atomic():
+        store.local_list_apply(2, False, {"B": ACC})
+        store.cache_put("X", ACC, "t")
+        raise RuntimeError("later step failed")
     assert store.local_list_version() == 1 and not store.local_list_contains("B")
     assert store.cache_get("X") is None
     with store.atomic():
@@ -321,7 +320,7 @@ def test_r_auth_7_plan_and_apply_with_the_store(store: Store) -> None:
         )
         return "Accepted"
 
-    tags = lambda *ts, s="Accepted": [{"idTag": t, "idTagInfo": {"status": s}} for t in ts]  # noqa: E731
+    tags = lambda *ts, s="Accepted": [{"idTag": t, "idTagInfo": {"status": s}} for t in ts]
     assert send({"listVersion": 1, "updateType": "Full",
                  "localAuthorizationList": tags("A", "B", "C")}) == "Accepted"
     assert send({"listVersion": 2, "updateType": "Differential",
@@ -438,10 +437,9 @@ def test_r_res_put_reservation_refuses_bad_rows(store: Store, row: ReservationRo
 
 
 def test_r_res_reservation_inside_atomic_rolls_back(store: Store) -> None:
-    with pytest.raises(RuntimeError):
-        with store.atomic():
-            store.put_reservation(ReservationRow(7, 1, "A", None, "t"))
-            raise RuntimeError
+    with pytest.raises(RuntimeError), store.atomic():
+        store.put_reservation(ReservationRow(7, 1, "A", None, "t"))
+        raise RuntimeError
     assert store.reservations() == []
 
 
