@@ -68,29 +68,39 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 
 def _integer_out_of_range(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return not INT_MIN <= value <= INT_MAX
-    if isinstance(value, dict):
-        return any(_integer_out_of_range(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_integer_out_of_range(v) for v in value)
+    """Any integer beyond 32 bits, however deep (a loop: a payload nested a few hundred deep
+    parses, and recursing through it raised RecursionError, so the CALL got no answer)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int):
+            if not INT_MIN <= v <= INT_MAX:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
     return False
 
 
 def _schema_problem(message_type_id: int, action: str, payload: Any) -> ValidationError | None:
-    if _integer_out_of_range(payload):
-        return ValidationError("an integer is outside the 32-bit range of OCPP", validator="maximum")
+    """The first schema violation; for a schema-valid payload, an integer beyond 32 bits
+    (checked after the schema, so the code names the schema's own violation when there is one)."""
     parse_float = float
     try:
+        checked = payload
         if action in ("SetChargingProfile", "RemoteStartTransaction", "GetCompositeSchedule"):
             parse_float = decimal.Decimal  # type: ignore[assignment]
-            payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+            checked = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
         validator = get_validator(message_type_id, action, "1.6", parse_float=parse_float)
-        return next(iter(sorted(validator.iter_errors(payload), key=lambda e: e.path)), None)
+        problem = next(iter(sorted(validator.iter_errors(checked), key=lambda e: e.path)), None)
     except (ArithmeticError, ValueError, RecursionError) as e:  # e.g. 1e30 % Decimal("0.1")
         return ValidationError(f"a number cannot be checked: {e.__class__.__name__}", validator="maximum")
+    if problem is None and _integer_out_of_range(payload):
+        return ValidationError("an integer is outside the 32-bit range of OCPP", validator="maximum")
+    return problem
 
 
 class EvseChargePoint(ChargePoint):

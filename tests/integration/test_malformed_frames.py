@@ -251,6 +251,30 @@ CASES = [
     ),
     Case("message_type_id_7", '[7,"{id}","Reset",{"type":"Soft"}]', "FormationViolation"),
     Case("message_type_id_a_string", '["2","{id}","ClearCache",{}]', "FormationViolation"),
+    # fuzz finding: the 32-bit check walked the payload recursively before the schema check, so
+    # a payload nested ~330-970 deep (JSON that parses) raised RecursionError: no answer at all
+    Case(
+        "nested_500_deep_answered",
+        '[2,"{id}","GetConfiguration",' + '{"a":' * 500 + "1" + "}" * 500 + "]",
+        "FormationViolation",
+    ),
+    # fuzz finding: that check also ran first, so any integer beyond 32 bits anywhere made the
+    # answer PropertyConstraintViolation, even where the schema's own violation is another one
+    Case(
+        "int64_in_a_string_field",
+        '[2,"{id}","ChangeConfiguration",{"key":"HeartbeatInterval","value":9223372036854775808}]',
+        "TypeConstraintViolation",
+    ),
+    Case(
+        "int64_as_the_payload",
+        '[2,"{id}","Reset",9223372036854775808]',
+        "FormationViolation",
+    ),
+    Case(
+        "int64_in_an_int_field",
+        '[2,"{id}","ChangeAvailability",{"connectorId":2147483648,"type":"Operative"}]',
+        "PropertyConstraintViolation",
+    ),
 ]
 
 
