@@ -4,13 +4,21 @@ action, pipelined over our CSMS's raw send, against the real daemon with a runni
 
     python bench/fuzz.py                         # 1 000 000 frames, seed 1
     python bench/fuzz.py --frames 20000 --seed 3 --window 64
+    python bench/fuzz.py --frames 780000 --start 770000 -v   # frames 770 000.. of the same stream
 
 Checks: every CALL with a readable id ([2, "<id>", "<action>", {...}]) gets exactly one
 answer; a CALLRESULT validates against the ``ocpp`` library's response schema; a CALLERROR
 carries an OCPP-J 1.6 code (NotImplemented for an unknown action; a schema-invalid payload
 never gets a CALLRESULT; the unmutated valid payload never gets a CALLERROR); nothing
 answers twice; the daemon never exits or drops the WebSocket; the charge started before
-the run keeps going (MeterValues arrive, connector 1 still Charging at the end).
+the run keeps going (MeterValues arrive, connector 1 still Charging at the end, no
+StopTransaction, nothing our CSMS had to refuse). Each of these checks is shown to fail on a
+deliberately wrong answer or a sabotaged run in tests/reliability/test_fuzz_smoke.py.
+
+This process is the CSMS too: a frame that takes long to generate stalls its answers to the
+daemon, whose keepalive then rightly drops the link. Generation is bounded (see mutate), a
+watchdog thread prints every stack when the loop stalls over STALL_DUMP_S, and a stall over
+STALL_FAIL_S fails the run as a harness fault, not as the daemon's.
 
 Neutralised (kept out of the random stream, see the README): Reset, UpdateFirmware and
 SignedUpdateFirmware are sent only in schema-invalid form; ChangeAvailability never with

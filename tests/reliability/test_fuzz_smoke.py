@@ -247,8 +247,9 @@ async def test_fuzz_run_reports_a_dropped_link(sabotage, monkeypatch) -> None:
 
     sabotage(50, huge)
     stats = await fuzz.run(frames=300, seed=5, skip_known_bugs=True)
+    # noticed while sending ("link dropped after frame n") or, if the 300 frames were all out
+    # before the close arrived, by the final check ("the link dropped during the run")
     assert any("link dropped" in f for f in stats.failures), stats.failures
-    assert stats.sent < 300
 
 
 @pytest.mark.timeout(90)
