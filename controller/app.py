@@ -263,8 +263,11 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
     daemon = Daemon(settings)
     try:
         await daemon.open()
-    except StartupError:
+    except StartupError as e:
         await daemon.close("startup_failed")
+        rollback = rollback_after_failed_start(settings.state_dir, e)
+        if rollback is not None:
+            _exec(rollback)
         raise
     assert daemon.maintenance is not None
     rollback = daemon.maintenance.check_trial()
@@ -288,6 +291,28 @@ async def run_daemon(settings: Settings, on_ready: Callable[[], None] | None = N
             log.error("hard reset: the platform could not reboot: %s", e)
             return 1
     return 0
+
+
+def rollback_after_failed_start(state_dir: Any, error: StartupError) -> list[str] | None:
+    """A release on trial that cannot even open (a driver it cannot load, a database it
+    refuses) is rolled back at once: the command to exec, else None.
+
+    The trial counts starts only once the daemon is open, and systemd does not restart
+    after exit 3 (RestartPreventExitStatus), so without this such a release would stay
+    down. A cause that may pass by itself (exit 75: full or read-only disk) is not the
+    release's fault: systemd retries it as it is.
+    """
+    if error.exit_code == EXIT_TEMPFAIL:
+        return None
+    try:
+        trial = installer.trial(state_dir)
+        if trial is None or trial.state != "pending":
+            return None
+        log.error("firmware %s on trial cannot start (%s): rolling back", trial.new_version, error)
+        return installer.roll_back(state_dir)
+    except (installer.FirmwareError, OSError) as e:
+        log.error("firmware on trial cannot start, and rolling back failed: %s", e)
+        return None
 
 
 class LazyCertificateStore:
