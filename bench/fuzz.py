@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import decimal
 import faulthandler
 import json
 import random
@@ -59,7 +60,7 @@ for p in (REPO / "tests" / "integration", REPO):
 
 from daemon_harness import Daemon
 from ocpp.exceptions import OCPPError
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.messages import Call, CallResult, _validate_payload, get_validator
 from websockets.exceptions import ConnectionClosed
 
 from controller.csms import CentralSystem
@@ -154,6 +155,56 @@ def schema_error(action: str, payload: Any, response: bool = False) -> str | Non
     except (RecursionError, TypeError, ValueError, ArithmeticError) as e:
         return repr(e)[:200]
     return None
+
+
+# OCPP-J 1.6 §4.2.3: which CALLERROR names a schema violation, by JSON-schema keyword (ours,
+# from the spec's wording, not the daemon's table). additionalProperties: the PDU structure
+# (Formation) or a field that is not allowed (Property) both read right.
+SPEC_CODES: dict[str, frozenset[str]] = {
+    "type": frozenset({"TypeConstraintViolation"}),
+    "required": frozenset({"OccurenceConstraintViolation"}),
+    "minItems": frozenset({"OccurenceConstraintViolation"}),
+    "maxItems": frozenset({"OccurenceConstraintViolation"}),
+    "additionalProperties": frozenset({"FormationViolation", "PropertyConstraintViolation"}),
+}
+VALUE_CODE = frozenset({"PropertyConstraintViolation"})  # enum, maxLength, format, minimum...
+DECIMAL_ACTIONS = ("SetChargingProfile", "RemoteStartTransaction", "GetCompositeSchedule")
+INT32 = (-2**31, 2**31 - 1)
+
+
+def right_codes(action: str, payload: Any) -> frozenset[str] | None:
+    """The CALLERROR codes that name one of the payload's schema violations (None: it has
+    none). The payload itself not an object: FormationViolation. A number the schema check
+    cannot handle (1e30 against multipleOf 0.1 as Decimal): PropertyConstraintViolation."""
+    codes: set[str] = set()
+    try:
+        parse_float: Any = float
+        if action in DECIMAL_ACTIONS:  # as the library and the daemon check them
+            parse_float = decimal.Decimal
+            payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+        for e in get_validator(2, action, "1.6", parse_float=parse_float).iter_errors(payload):
+            if e.validator == "type" and not e.path:
+                codes.add("FormationViolation")
+            else:
+                codes |= SPEC_CODES.get(str(e.validator), VALUE_CODE)
+    except (ArithmeticError, ValueError, RecursionError, TypeError):
+        codes |= VALUE_CODE
+    return frozenset(codes) if codes else None
+
+
+def int_beyond_32_bits(v: Any) -> bool:
+    stack = [v]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, bool):
+            continue
+        if isinstance(x, int) and not INT32[0] <= x <= INT32[1]:
+            return True
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return False
 
 
 @dataclass
@@ -358,6 +409,9 @@ class Gen:
         if action in SCHEMA_INVALID_ONLY:
             good = json.dumps([2, uid, action, {}])
         choice = r.randrange(14)
+        depth = r.choice(DEEP + (1000, 20000)) if choice == 10 else 0
+        if depth in DEEP:  # JSON that parses: a CALL with a readable id, it must be answered
+            return "deep", action, self.bomb(uid, action, depth), None
         text = [
             lambda: good[: r.randint(0, len(good) - 1)],                      # truncated
             lambda: good + r.choice(["]", "x", " ", "\n", ",1"]),              # trailing junk
@@ -369,7 +423,7 @@ class Gen:
             lambda: json.dumps(self.value()),                                  # random JSON
             lambda: "".join(chr(r.randint(1, 0x2FF)) for _ in range(r.randint(0, 80))),  # garbage
             lambda: "",
-            lambda: self.bomb(uid, action, r.choice((100, 1000, 20000))),     # nesting bomb
+            lambda: self.bomb(uid, action, depth),                            # nesting bomb
             lambda: json.dumps([3, "unknown-" + uid, {}]),                     # result nobody asked for
             lambda: json.dumps([4, "unknown-" + uid, "GenericError", "", {}]),
             lambda: json.dumps([2, (uid + "x" * 5000)[: r.choice((36, 37, 100, 5000))], action, {}]),  # long id
@@ -394,6 +448,7 @@ def _numbers(v: Any, depth: int = 0) -> Any:
             yield from _numbers(x, depth + 1)
 
 
+DEEP = (100, 300, 600, 850)  # nesting depths of JSON the daemon's parser takes (not 1000)
 REPEAT_BUDGET = 100_000  # JSON characters one list repetition may produce
 MAX_FRAME = 200_000  # the daemon's WebSocket takes frames up to 1 MiB and closes with 1009 above
 BUNDLE_EVERY = 2000  # frames between two accepted GetDiagnostics / GetLog with --skip-known-bugs
@@ -519,6 +574,14 @@ class Fuzzer:
                 self.stats.fail(f"unknown action {action!r} answered {code}, not NotImplemented")
             if code == "InternalError":
                 self.stats.fail(f"InternalError (the handler raised) for {where}")
+            elif known and kind in ("mutated", "random payload") and code in OCPP16_CODES:
+                right = right_codes(action, payload)
+                if right is None:  # schema-valid: only the 32-bit rule may refuse it here
+                    if not (code == "PropertyConstraintViolation" and int_beyond_32_bits(payload)):
+                        self.stats.fail(f"schema-valid {action} answered {code}: {text[:200]}")
+                elif code not in right:
+                    self.stats.fail(f"{action} answered {code}, its violations call for "
+                                    f"{'/'.join(sorted(right))}: {text[:200]}")
             if kind == "valid" and action not in SCHEMA_INVALID_ONLY:
                 self.stats.fail(f"valid {action} answered with CALLERROR {code}: {text[:200]} -> {json.dumps(msg)[:200]}")
 
@@ -562,7 +625,7 @@ class Fuzzer:
                 faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
 
     async def send(self, csms: Any, kind: str, text: str) -> None:
-        if kind == "broken" and text.count("{") > 500:
+        if kind in ("broken", "deep") and text.count("{") > 500:
             # Our CSMS's recorder parses every frame it sends (Frame.message) and json.loads
             # raises RecursionError on a deep nesting bomb, which ocpp.messages.unpack does not
             # catch: send this one past the recorder.

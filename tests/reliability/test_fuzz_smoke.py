@@ -131,6 +131,15 @@ def _fuzzer_with(uid: str, kind: str, action: str, payload: Any) -> fuzz.Fuzzer:
     ("mutated", "ClearCache", {"a": 1}, [4, "z1", "FormationViolation", ""], "CALLERROR not OCPP-J 1.6"),
     ("unknown action", "Foo", {}, [4, "z1", "GenericError", "", {}], "not NotImplemented"),
     ("unknown action", "Foo", {}, [3, "z1", {}], "CALLRESULT for unknown action"),
+    # the right code: the one the payload's own violation calls for (OCPP-J 1.6 §4.2.3)
+    ("mutated", "ChangeConfiguration", {"key": 5, "value": "x"},
+     [4, "z1", "OccurenceConstraintViolation", "", {}], "its violations call for TypeConstraintViolation"),
+    ("mutated", "ChangeConfiguration", {"key": "HeartbeatInterval"},
+     [4, "z1", "TypeConstraintViolation", "", {}], "call for OccurenceConstraintViolation"),
+    ("random payload", "Reset", 2**63, [4, "z1", "PropertyConstraintViolation", "", {}],
+     "call for FormationViolation"),
+    ("mutated", "ChangeAvailability", {"connectorId": 2, "type": "Operative"},
+     [4, "z1", "PropertyConstraintViolation", "", {}], "schema-valid ChangeAvailability answered"),
 ])
 def test_fuzz_checks_report_a_wrong_answer(kind, action, payload, answer, expected) -> None:
     fz = _fuzzer_with("z1", kind, action, payload)
@@ -143,6 +152,10 @@ def test_fuzz_checks_report_a_wrong_answer(kind, action, payload, answer, expect
     ("mutated", "ChangeAvailability", {"connectorId": "x", "type": "Operative"},
      [4, "z1", "TypeConstraintViolation", "connectorId", {}]),
     ("unknown action", "Foo", {}, [4, "z1", "NotImplemented", "", {}]),
+    ("mutated", "ChangeConfiguration", {"key": "HeartbeatInterval", "value": "1", "x": 1},
+     [4, "z1", "FormationViolation", "", {}]),
+    ("mutated", "ChangeAvailability", {"connectorId": 2**31, "type": "Operative"},
+     [4, "z1", "PropertyConstraintViolation", "", {}]),  # schema-valid, beyond 32 bits
 ])
 def test_fuzz_checks_accept_a_right_answer(kind, action, payload, answer) -> None:
     """The control for the test above: the same checks pass a right answer."""
