@@ -16,8 +16,9 @@ while online, stops the CSMS for ``--hours`` simulated hours (the clock is advan
 steps through the control socket, no real sleeping), stops one transaction, raises and
 clears a tamper fault (a queued security event) and starts another transaction during
 the outage, starts the CSMS again on the same port (which leaves the first MeterValues of
-the replay unanswered once: it must come again), keeps sampling while the backlog
-replays, stops the rest, and checks the CSMS's frame log (see ``Combo.check``).
+the replay unanswered once: it must come again), takes one sample, stops the CSMS again
+for two steps (a flapping link), keeps sampling while the backlog replays, stops the
+rest, and checks the CSMS's frame log (see ``Combo.check``).
 
 A last scenario bounds the queue (``[queue] max_messages``) and fills it during two outages
 with security events (non-transaction messages), MeterValues and Start/StopTransaction:
@@ -69,7 +70,8 @@ OFFLINE_S = 900  # disconnectedMeterValueSampleInterval (the guide's default)
 STEP_S = 60  # the clock moves in steps of this many simulated seconds
 HEARTBEAT_S = 600  # the interval our CSMS gives in the BootNotification answer
 PRE_S = 600  # online before the outage
-POST_S = 600  # online after it, while the backlog replays
+POST_S = 600  # online after it, while the backlog replays (with a flap)
+FLAP_STEPS = 2  # the link flaps right after the outage: away again for this many steps
 #: timestamps carry the real time that passes between two steps as well (a few ms, up
 #: to a second or two around a reconnect); spacings are compared within this
 TOL_S = 5.0
@@ -414,16 +416,21 @@ class Combo(Scenario):
         self.tamper_at: float | None = None
 
     # ------------------------------------------------------------ driving
-    async def step(self) -> None:
-        """Advance one step; wait until every periodic sample due in it is taken."""
+    async def step(self, wait_s: float | None = None) -> None:
+        """Advance one step; wait until every periodic sample due in it is taken (at most
+        ``wait_s`` real seconds, without failing, when given)."""
         self.advance(STEP_S)
         due = [tx for tx in self.running if tx.next_due <= self.t + 1e-6]
         for tx in due:
             tx.samples.append(self.now())
             tx.next_due += ONLINE_S if self.online else OFFLINE_S
             self.expected_samples += 1
-        if due:
+        if due and wait_s is None:
             await self.barrier(", ".join(tx.name for tx in due))
+        elif due:
+            end = time.monotonic() + wait_s
+            while self.observed_samples() < self.expected_samples and time.monotonic() < end:
+                await asyncio.sleep(0.003)
 
     def observed_samples(self) -> int:
         for frame in self.csms.frames(BOX, "in", since=self.mv_mark):
@@ -512,18 +519,36 @@ class Combo(Scenario):
         if c is None:  # very short outages
             c = await self.start("C", 2)
         self.reconnected_at = self.now()
-        # a hiccup during the replay: the CSMS leaves the first MeterValues unanswered; the
-        # daemon must send it again (TransactionMessageRetryInterval) on the same link
+        # hiccups during the replay: the CSMS leaves the first MeterValues unanswered (the
+        # daemon must send it again); a sample is taken meanwhile (with the queue off it goes
+        # beside the backlog, waiting for the link's one CALL in flight); then the link
+        # flaps: the CSMS is away again for FLAP_STEPS steps
         self.csms.respond("MeterValues", no_reply=True, once=True)
+        mark = self.csms.mark()
         await self.back()
         self.say("CSMS back")
-        for tx in self.running:  # back online: the next sample comes within MeterValueSampleInterval
-            tx.next_due = min(tx.next_due, self.t + ONLINE_S)
-        for _ in range(POST_S // STEP_S):
+        self.resume()
+        await self.csms.wait_for("MeterValues", since=mark, timeout=15)  # the unanswered one is out
+        # the sample must be safe before the link goes, wherever it waits (on disk, or for
+        # the link); a daemon that keeps it only in memory gets half a second, then loses
+        # it: the barrier after the flap fails
+        await self.step(wait_s=0.5)
+        await self.outage()
+        self.say("CSMS away again (flap)")
+        for _ in range(FLAP_STEPS):
+            await self.step()
+        await self.back()
+        self.say("CSMS back again")
+        self.resume()
+        for _ in range(POST_S // STEP_S - 1 - FLAP_STEPS):
             await self.step()
         await self.stop(a, self.rng.choice(("badge", "unplug")))
         await self.stop(c, self.rng.choice(("badge", "unplug")))
         await self.drain()
+
+    def resume(self) -> None:
+        for tx in self.running:  # back online: the next sample comes within MeterValueSampleInterval
+            tx.next_due = min(tx.next_due, self.t + ONLINE_S)
 
     async def drain(self) -> None:
         """Wait for the queue to empty; time goes on meanwhile (a retry is due in simulated time)."""
@@ -715,20 +740,23 @@ class Combo(Scenario):
     def check_order(self, calls: list[Any], by_id: dict[int, Tx]) -> None:
         """OfflineTxMsgQueueEnable true: every transaction message in the order it arose (one
         queue). False (guide: 'the offline MV upload will be more efficient by concurrent
-        with online MVs'): what was queued while offline is still delivered, in order; online
-        MeterValues of a running transaction may overtake the replaying backlog."""
+        with online MVs'): what was queued while offline (and every Start/Stop) is still
+        delivered, in order; MeterValues taken online go out beside whatever is queued, so
+        they may overtake it, or (when their call fails) come later in their turn."""
         tx_msgs = [(c, ts(event_stamp(c.action, c.payload))) for c in calls if c.action in TX_ACTIONS]
         back = self.reconnected_at
 
         def online_mv(c: Any, t: float) -> bool:
-            return c.action == "MeterValues" and t > back + 1
+            return c.action == "MeterValues" and self.online_at(t)
 
         newest: tuple[Any, float] | None = None  # the newest message so far that must keep its place
         for c, t in tx_msgs:
             if newest is not None and t < newest[1] - 1.0:
-                self.fail(f"transaction messages out of order: {c.action} of "
-                          f"{rfc3339(datetime.fromtimestamp(t, UTC))} delivered after {newest[0].action} of "
-                          f"{rfc3339(datetime.fromtimestamp(newest[1], UTC))}")
+                def what(c: Any, t: float) -> str:
+                    born = "online" if self.online_at(t) else "offline"
+                    return (f"{c.action} #{c.seq} (transaction {c.payload.get('transactionId', '-')}, "
+                            f"{born} at {rfc3339(datetime.fromtimestamp(t, UTC))})")
+                self.fail(f"transaction messages out of order: {what(c, t)} delivered after {what(*newest)}")
                 break
             if (self.queue_enable or not online_mv(c, t)) and (newest is None or t > newest[1]):
                 newest = (c, t)
@@ -737,8 +765,8 @@ class Combo(Scenario):
         # (an online MeterValues whose StartTransaction was still queued has no transactionId
         # yet and queues behind the backlog; the next one may then overtake it: the "price
         # of strict order" of this mode, so online MeterValues are not checked for order)
-        last_queued = max((c.seq for c, t in tx_msgs if t <= back + 1), default=0)
-        self.counts.concurrent = sum(1 for c, t in tx_msgs if online_mv(c, t) and c.seq < last_queued)
+        last_offline = max((c.seq for c, t in tx_msgs if not self.online_at(t)), default=0)
+        self.counts.concurrent = sum(1 for c, t in tx_msgs if online_mv(c, t) and t > back and c.seq < last_offline)
         if self.counts.concurrent == 0:
             self.counts.note = ("no online MeterValues overtook the backlog in this run "
                                 "(the replay finished before the first online sample)")

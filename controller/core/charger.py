@@ -57,6 +57,10 @@ METER_FAILURE_DTC = "0x10020F"
 MAX_COMPOSITE_S = 366 * 24 * 3600
 #: how often a failed meter is read again until it answers (then the fault clears)
 METER_PROBE_S = 10.0
+#: the ref of a queued MeterValues sent at once beside the backlog (OfflineTxMsgQueueEnable
+#: false): ``(BESIDE_BACKLOG, outbox seq)``; the runtime's outbox does not send that row while
+#: this call is out
+BESIDE_BACKLOG = "beside_backlog"
 #: connection attempts with a new security profile before falling back to the last good one
 PROFILE_ATTEMPTS = 3
 
@@ -266,6 +270,9 @@ class Charger:
             info = e.payload.get("idTagInfo") or {}
             self.authorizer.remember(id_tag, info)
             self._authorize_answered(cid, id_tag, info.get("status") == "Accepted", info)
+        elif isinstance(ref, tuple) and ref[0] == BESIDE_BACKLOG:
+            self.store.remove(ref[1])  # delivered beside the backlog: not again from the queue
+            self.emit(cmd.WakeOutbox())
         elif isinstance(ref, tuple) and ref[0] == "authorize_stop":
             info = e.payload.get("idTagInfo") or {}
             self.authorizer.remember(ref[1], info)
@@ -281,6 +288,8 @@ class Charger:
             self.boot_failures += 1
             log.warning("BootNotification failed (%s %s); retry in %.0f s", e.reason, e.code or "", delay)
             self._timers["boot"] = self.now() + delay
+        elif isinstance(ref, tuple) and ref[0] == BESIDE_BACKLOG:
+            self.emit(cmd.WakeOutbox())  # still queued: it goes in its turn
         elif isinstance(ref, tuple) and ref[0] == "authorize":
             _, cid, id_tag = ref
             if e.reason == "error":
@@ -917,23 +926,23 @@ class Charger:
             return
         if e.meter is not None:  # meterStop never goes below what the CSMS was told
             s.reported_wh = max(s.reported_wh, int(e.meter.energy_wh))
-        if (
+        beside = (
             not self.key_bool("OfflineTxMsgQueueEnable") and self.online() and s.transaction_id is not None
             and self.store.count() > 0
-        ):
-            # guide: with OfflineTxMsgQueueEnable false, live meter values go out beside the
-            # backlog instead of behind it (faster, at the price of strict order)
-            self.send("MeterValues", {
-                "connectorId": c.connector_id, "transactionId": s.transaction_id,
-                "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}],
-            })
-            return
-        self.store.enqueue(
+        )
+        row = self.store.enqueue(
             "MeterValues",
             {"connectorId": c.connector_id, "meterValue": [{"timestamp": self.stamp(), "sampledValue": values}]},
             s.local_id,
         )
         self._bound_queue()
+        if beside:
+            # guide: with OfflineTxMsgQueueEnable false, live meter values go out beside the
+            # backlog instead of behind it (faster, at the price of strict order). It stays
+            # queued on disk until answered: a lost link or a kill never loses it, it then
+            # waits its turn in the queue (R-TX 4)
+            self.send("MeterValues", {**row.payload, "transactionId": s.transaction_id}, (BESIDE_BACKLOG, row.seq))
+            return
         self.emit(cmd.WakeOutbox())
 
     def _bound_queue(self) -> None:

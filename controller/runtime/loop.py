@@ -22,7 +22,7 @@ from drivers import interfaces as hw
 
 from ..core import commands as cmd
 from ..core import events as ev
-from ..core.charger import Charger
+from ..core.charger import BESIDE_BACKLOG, Charger
 from ..core.deferred import DeferredReply
 
 log = logging.getLogger(__name__)
@@ -176,6 +176,8 @@ class Runtime:
     def _execute(self, commands: list[cmd.Command]) -> None:
         for c in commands:
             if isinstance(c, cmd.SendCall):
+                if isinstance(c.ref, tuple) and c.ref[0] == BESIDE_BACKLOG:
+                    self.outbox.beside.add(c.ref[1])  # at once: before the outbox can reach the row
                 self.spawn(self._send_call(c), f"call {c.action}")
             elif isinstance(c, cmd.WakeOutbox):
                 self.outbox.kick(c.delay_s)
@@ -208,8 +210,10 @@ class Runtime:
                 raise TypeError(c)
 
     async def _send_call(self, c: cmd.SendCall) -> None:
+        beside = c.ref[1] if isinstance(c.ref, tuple) and c.ref[0] == BESIDE_BACKLOG else None
         link = self.link
         if link is None:
+            self.outbox.beside.discard(beside)
             self.dispatch(ev.CallFailed(c.ref, c.action, "offline"))
             return
         try:
@@ -218,8 +222,10 @@ class Runtime:
             code = self._error_code_of(e)
             reason = "error" if code else ("timeout" if isinstance(e, TimeoutError) else "offline")
             log.warning("%s failed: %s %s", c.action, reason, code or e)
+            self.outbox.beside.discard(beside)
             self.dispatch(ev.CallFailed(c.ref, c.action, reason, code))
             return
+        self.outbox.beside.discard(beside)
         self.dispatch(ev.CallAnswered(c.ref, c.action, reply))
 
     def _hw(self, cid: int, job: Callable[[], Awaitable[None]]) -> None:
@@ -288,6 +294,9 @@ class Outbox:
         self._event = asyncio.Event()
         self.not_before = 0.0
         self.waiting_retry = False
+        #: queued rows out as a CALL of their own (OfflineTxMsgQueueEnable false): not sent
+        #: from here until that call ends (the core wakes the outbox then)
+        self.beside: set[int | None] = set()
 
     def kick(self, delay_s: float = 0.0) -> None:
         if delay_s > 0:
@@ -322,7 +331,7 @@ class Outbox:
         if rt.link is None or not rt.core.online() or self.waiting_retry:
             return False
         row = rt.core.store.first_pending()
-        if row is None:
+        if row is None or row.seq in self.beside:
             return False
         payload = self._payload_for(row)
         if payload is None:

@@ -70,3 +70,46 @@ def test_regression_meter_values_sent_beside_the_backlog_count_as_reported(make_
     rig.feed(ev.TagPresented("TAG"))
     stop = next(r for r in rig.store.pending() if r.action == "StopTransaction")
     assert stop.payload["meterStop"] >= sent_wh
+
+
+def test_regression_meter_values_sent_beside_the_backlog_survive_a_lost_link(make_rig):  # noqa: F811
+    """OfflineTxMsgQueueEnable=false: a MeterValues sent at once beside the backlog was not
+    on disk; when the link went before its answer (a flapping link right after an outage)
+    it was lost for good. It now stays queued until answered, and is delivered later."""
+    rig = make_rig(OfflineTxMsgQueueEnable=False, MeterValueSampleInterval=10)
+    rig.boot()
+    rig.plug(1)
+    rig.feed(ev.TagPresented("TAG"))
+    tx_id = rig.session(1).transaction_id
+    rig.auto_deliver = False  # a backlog the CSMS has not taken yet
+    rig.store.enqueue("SecurityEventNotification", {"type": "X", "timestamp": "2026-01-01T00:00:00.000Z"})
+    rig.auto_answer.discard("MeterValues")
+    mark = rig.mark()
+    rig.advance(10)
+    (direct,) = [m for m in rig.sent("MeterValues", mark) if not m.queued]
+    assert direct.payload["transactionId"] == tx_id
+    call = rig.pop_call("MeterValues")
+    rig.feed(ev.CallFailed(call.ref, "MeterValues", "offline"))  # the link went first
+    rig.feed(ev.LinkDown())
+    rig.auto_answer.add("MeterValues")
+    rig.auto_deliver = True
+    rig.boot()
+    delivered = [m for m in rig.sent("MeterValues", mark) if m.queued]
+    assert [m.payload["meterValue"] for m in delivered] == [direct.payload["meterValue"]]
+    assert delivered[0].payload["transactionId"] == tx_id
+    assert rig.store.count() == 0
+
+
+def test_r_tx_4_meter_values_answered_beside_the_backlog_are_not_sent_again(make_rig):  # noqa: F811
+    rig = make_rig(OfflineTxMsgQueueEnable=False, MeterValueSampleInterval=10)
+    rig.boot()
+    rig.plug(1)
+    rig.feed(ev.TagPresented("TAG"))
+    rig.auto_deliver = False
+    rig.store.enqueue("SecurityEventNotification", {"type": "X", "timestamp": "2026-01-01T00:00:00.000Z"})
+    mark = rig.mark()
+    rig.advance(10)  # sent beside the backlog and answered at once (the rig answers MeterValues)
+    rig.auto_deliver = True
+    rig.deliver()
+    assert [m.queued for m in rig.sent("MeterValues", mark)] == [False]
+    assert [m.action for m in rig.sent(since=mark) if m.queued] == ["SecurityEventNotification"]
