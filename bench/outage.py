@@ -40,6 +40,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import textwrap
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -150,7 +151,7 @@ class Result:
                   "(OfflineTxMsgQueueEnable=false); resent: identical re-sends of a message left unanswered "
                   "or whose answer a link loss swallowed; "
                   "dropped: messages the queue bound dropped")
-        rows.append(legend)
+        rows += textwrap.wrap(legend, 100)
         notes = [f"  {s.name}: {s.note}" for s in self.scenarios if s.note]
         return "\n".join(rows + (["notes:", *notes] if notes else []))
 
