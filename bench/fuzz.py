@@ -221,6 +221,7 @@ class Stats:
     meter_values_gap: float = 0.0  # longest wall time without one while frames were being sent
     last_meter_values: float = 0.0
     daemon_rss_kb: tuple[int, int] = (0, 0)  # VmRSS before the first frame, after the last
+    daemon_calls: tuple[int, int] = (0, 0)  # CALLs of the daemon while frames were sent, after
     statuses: Counter[str] = field(default_factory=Counter)  # StatusNotification of connector 1
     held_back: Counter[str] = field(default_factory=Counter)
     final_status: str = "?"
@@ -252,7 +253,8 @@ class Stats:
                 + f"harness: slowest frame generation {self.slowest_generation[0]:.3f} s (frame "
                 f"{self.slowest_generation[1]}), longest event-loop stall {self.longest_stall:.2f} s\n"
                 f"daemon VmRSS: {self.daemon_rss_kb[0] / 1024:.1f} MB before the first frame, "
-                f"{self.daemon_rss_kb[1] / 1024:.1f} MB after the last\n"
+                f"{self.daemon_rss_kb[1] / 1024:.1f} MB after the last; its own CALLs received while "
+                f"frames were sent: {self.daemon_calls[0]}, after the last: {self.daemon_calls[1]}\n"
                 f"failures: {len(self.failures)}\nrate: {rate:.0f} frames/s ({self.seconds:.1f} s)")
 
 
@@ -520,6 +522,9 @@ class Fuzzer:
         if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "StatusNotification" \
                 and isinstance(msg[3], dict) and msg[3].get("connectorId") == 1:
             self.stats.statuses[str(msg[3].get("status"))] += 1
+        if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and self.tx_id is not None:
+            during, after = self.stats.daemon_calls
+            self.stats.daemon_calls = (during + 1, after) if self.streaming else (during, after + 1)
         if isinstance(msg, list) and len(msg) == 4 and msg[0] == 2 and msg[2] == "StopTransaction":
             self.stop_transactions.append(text[:300])
         if not (isinstance(msg, list) and msg and msg[0] in (3, 4) and len(msg) > 1):
