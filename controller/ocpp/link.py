@@ -147,7 +147,7 @@ class CsmsLink:
             waiter.cancel()
             if not call.done():
                 call.cancel()
-        if call.cancelled():
+        if not call.done() or call.cancelled():  # cancel() above only asked: it is not done yet
             raise ConnectionError(f"link lost while waiting for the {action} answer")
         return call.result()
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import pytest
+
 from controller.ocpp.charge_point import EvseChargePoint
+from controller.ocpp.link import CsmsLink
 
 
 class FakeConnection:
@@ -62,3 +66,22 @@ async def test_r_ops_3_handled_action_reaches_the_core_and_commands_are_released
 async def test_r_ops_3_schema_failure_is_formation_violation_not_format_violation():
     conn, port = await _route('[2,"a4","ClearCache",{"extra":1}]')
     assert conn.sent[0][:3] == [4, "a4", "FormationViolation"] and port.requests == []
+
+
+async def test_regression_call_cut_off_by_a_lost_link_raises_connection_error():
+    """A CALL still waiting (for its answer, or for the one CALL in flight before it) when
+    the link went raised asyncio's InvalidStateError ("Result is not set.") instead of
+    ConnectionError: the log said "failed: offline Result is not set."."""
+
+    class StuckCp:
+        async def send_call(self, action: str, payload: dict) -> dict:
+            await asyncio.Event().wait()  # never answered
+            raise AssertionError("unreachable")
+
+    link = CsmsLink(runtime=None, port=FakePort(), keys=None)
+    link.cp = StuckCp()  # type: ignore[assignment]
+    waiting = asyncio.ensure_future(link.send_call("MeterValues", {}))
+    await asyncio.sleep(0)
+    link._gone.set()  # the socket closed
+    with pytest.raises(ConnectionError, match="link lost"):
+        await waiting
