@@ -35,9 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.register_assert_rewrite("file_servers")  # also loaded as a plugin below
-
 from daemon_harness import REPO, Daemon
 from file_servers import FTP_PASSWORD, FTP_QPASSWORD
 

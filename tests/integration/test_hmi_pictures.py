@@ -22,12 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from daemon_harness import REPO, Daemon
 
-pytest.register_assert_rewrite("file_servers")
-
-from daemon_harness import REPO, Daemon  # noqa: E402
-
-from controller.ipc import messages as m  # noqa: E402
+from controller.ipc import messages as m
 
 BOX = "CP-TEST"
 TARIFF = ("com.se.tariff", "TariffDownload")
