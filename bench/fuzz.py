@@ -732,8 +732,9 @@ class Fuzzer:
                             last_advance = time.monotonic()
                         if self.verbose and n and n % 10000 == 0:
                             el = time.monotonic() - t_send
-                            print(f"  {n} frames, {self.stats.sent / el:.0f}/s, failures {len(self.stats.failures)}",
-                                  flush=True)
+                            print(f"  {n} frames, {self.stats.sent / el:.0f}/s, failures {len(self.stats.failures)}, "
+                                  f"daemon VmRSS {_rss_kb(d.proc.pid if d.proc else None) / 1024:.0f} MB, "
+                                  f"its CALLs received {self.stats.daemon_calls[0]}", flush=True)
                             for f in self.stats.failures[shown_failures:]:
                                 print(f"    FAIL {f[:400]}", flush=True)
                             shown_failures = len(self.stats.failures)
