@@ -58,6 +58,7 @@ import asyncio
 import json
 import math
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -83,6 +84,7 @@ from daemon_harness import Daemon
 from controller.app import DB_NAME
 from controller.core.models import find_model
 from controller.csms import CentralSystem
+from controller.csms.records import describe
 from controller.csms.server import CallErrorReceived, NotConnectedError
 from controller.runtime.loop import HOLD_UP_S
 
@@ -556,6 +558,12 @@ def tx_keys(snap: dict[str, Any]) -> tuple[set[TxKey], set[TxKey]]:
     return open_, stopped
 
 
+def _record_line(record: Any) -> str:
+    """A CSMS record for the failure logs: frames in full, connection events as described."""
+    text = getattr(record, "text", None)
+    return describe(record) if text is None else f"#{record.seq} {record.direction} {text}"
+
+
 # ------------------------------------------------------------------ the run
 
 
@@ -570,6 +578,7 @@ class Result:
     windows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     power_fail_stop_s: list[float] = field(default_factory=list)  # signal -> StopTransaction at the CSMS
     power_fail_exit_s: list[float] = field(default_factory=list)  # signal -> the daemon gone by itself
+    kept: Path | None = None  # where the logs of a failed run were kept
     seconds: float = 0.0
 
     @property
@@ -616,7 +625,8 @@ class Result:
 
 class PowerCut:
     def __init__(self, cycles: int, seed: int, verbose: bool = False, model: str = "EVlink Pro DC 180",
-                 scenarios: Sequence[str] = ()):
+                 scenarios: Sequence[str] = (), keep_dir: Path | None = None):
+        self.keep_dir = keep_dir
         self.cycles = cycles
         self.only = tuple(scenarios)
         # the plan (scenario of each cycle) and each cycle's own draws (variant, jitter, sizes)
@@ -1135,8 +1145,24 @@ class PowerCut:
                 finally:
                     if self.d.proc is not None and self.d.proc.returncode is None:
                         await self.d.stop()
+                    if self.result.failures and self.keep_dir is not None:
+                        self.keep(Path(tmp))
         self.result.seconds = time.monotonic() - t0
         return self.result
+
+    def keep(self, tmp: Path) -> None:
+        """After a failure: the daemon's log, the CSMS's frames and the kill records, for a post-mortem."""
+        assert self.keep_dir is not None
+        self.keep_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp / "daemon.log", self.keep_dir / "daemon.log")
+        with open(self.keep_dir / "csms.log", "w") as f:
+            f.writelines(_record_line(r) + "\n" for r in sorted([*self.csms.frames(), *self.csms.events()],
+                                                                key=lambda r: r.seq))
+        with open(self.keep_dir / "kills.log", "w") as f:
+            f.writelines(f"cycle {k.cycle} {k.scenario} mark #{k.mark} at {k.kill_wall.isoformat()}: {k.window}; "
+                        f"open {sorted(k.open_tx)} outbox {[a for a, _ in k.outbox]}\n" for k in self.kills)
+            f.write(f"boots {[b.isoformat() for b in self.boots]}\nquiets {self.quiets}\n")
+        self.result.kept = self.keep_dir
 
     def calls(self) -> list[Call]:
         """The CSMS log as ``check_log`` takes it (CALLs from the box with our answers)."""
@@ -1149,8 +1175,8 @@ class PowerCut:
 
 
 async def run(cycles: int, seed: int, verbose: bool = False, model: str = "EVlink Pro DC 180",
-              scenarios: Sequence[str] = ()) -> Result:
-    return await PowerCut(cycles, seed, verbose, model, scenarios).run()
+              scenarios: Sequence[str] = (), keep_dir: Path | None = None) -> Result:
+    return await PowerCut(cycles, seed, verbose, model, scenarios, keep_dir).run()
 
 
 def main() -> int:
@@ -1160,13 +1186,18 @@ def main() -> int:
     ap.add_argument("--model", default="EVlink Pro DC 180", help="model profile of the daemon")
     ap.add_argument("--scenario", action="append", default=[], choices=(*SCENARIOS, "power_fail"),
                     help="only this scenario (repeatable; default: all)")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="where to keep the daemon / CSMS logs of a failed "
+                    "run (default: powercut-failure-<model>-<seed> in the temp directory)")
     ap.add_argument("--verbose", "-v", action="store_true")
     args = ap.parse_args()
-    result = asyncio.run(run(args.cycles, args.seed, args.verbose, args.model, args.scenario))
+    keep = args.keep or Path(tempfile.gettempdir()) / f"powercut-failure-{args.model.replace(' ', '_')}-{args.seed}"
+    result = asyncio.run(run(args.cycles, args.seed, args.verbose, args.model, args.scenario, keep))
     print(f"power-cut run, seed {args.seed}, model {args.model}")
     print(result.summary())
     for f in result.failures[:50]:
         print(f"  FAIL {f}")
+    if result.kept:
+        print(f"logs kept in {result.kept}")
     return 0 if not result.failures else 1
 
 
