@@ -49,6 +49,17 @@ What ``check_log`` holds the daemon to, and why:
   worst excess seen is printed so the margin is visible. Per-run clocks: the sim clock's
   jumps die with the process, so each run keeps its own timeline (real time + that run's
   jumps), and a message is judged on the timeline of the run that stamped it.
+
+Kill windows: each kill is classified after the fact (``Kill.window``), and the summary
+prints, per scenario, how many kills landed in each window; ``*`` marks the windows the
+issue names (``TARGET_WINDOWS``). Some windows are held open on purpose so that they are
+hit, not hoped for: the CSMS leaves an Authorize / StartTransaction / MeterValues /
+StopTransaction unanswered, or shuts the daemon out (``offline``) so that a StartTransaction
+is persisted and cannot be sent, or a MeterValues / StopTransaction waits on disk behind an
+unanswered CALL. A run of MIN_CYCLES_FOR_WINDOWS cycles or more fails if a scenario never
+hit its named window. Reproducible: the seed fixes the scenario of every cycle and every
+draw inside a cycle (variant, jitter, list sizes); where exactly a kill lands still depends
+on the machine's timing, which is why the landings are counted rather than assumed.
 """
 
 from __future__ import annotations
