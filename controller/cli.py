@@ -125,6 +125,8 @@ def format_status(status: dict[str, Any]) -> str:
         err = f"  error {c['error']['error_code']} {c['error']['dtc']}" if c["error"] else ""
         lines.append(f"  connector {c['id']} ({c['type']}): {c['status']:<13} {tx:<8} "
                      f"{c['power_w'] / 1000:6.1f} kW {c['energy_wh'] / 1000:7.3f} kWh  SoC {soc}{err}")
+    if status.get("storage_fault"):
+        lines.append(f"  storage: state held in memory ({status['storage_fault']}); see docs/recovery.md")
     if status.get("last_error"):
         e = status["last_error"]
         lines.append(f"  last error: {e['dtc']} {e['error_code']} {e['info']} ({e['at']})")

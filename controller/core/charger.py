@@ -1593,6 +1593,8 @@ class Charger:
             "station_reservations": [_reservation_view(r) for r in self.reservations.station_wide()],
             "local_list_version": self.authorizer.list_version(),
             "queued_messages": self.store.count(),
+            # why the state is held in memory ("disk full", ...) after a storage fault, else None
+            "storage_fault": getattr(self.store, "storage_fault", None),
             "config_error": self.config_error,
             "last_error": self.last_error,
             "station_operative": self.station_operative,

@@ -242,6 +242,7 @@ async def test_r_tx_4_full_disk_mid_charge_charge_goes_on_memory_exhaustion_repo
         status = await csms.wait_for("StatusNotification", since=mark,
                                      predicate=lambda r: is_storage_status(r, "InternalError"))
         assert status.payload["status"] == "Available"  # an alarm: the station stays in service
+        assert d.status()["storage_fault"] == "disk full"  # evsectl status --json
         first = await csms.wait_for("MeterValues", since=mark)
         d.advance(60)
         second = await csms.wait_for("MeterValues", since=first.seq)
@@ -256,6 +257,7 @@ async def test_r_tx_4_full_disk_mid_charge_charge_goes_on_memory_exhaustion_repo
         freed = csms.mark()
         d.advance(60)
         await csms.wait_for("StatusNotification", since=freed, predicate=lambda r: is_storage_status(r, "NoError"))
+        assert d.status()["storage_fault"] is None
         third = await csms.wait_for("MeterValues", since=freed)
         await d.until(lambda s: s["queued_messages"] == 0, what="all delivered")
         d.badge("TAG")
