@@ -4,13 +4,15 @@ and the daemon stays up and on the same connection.
 Run against both central systems that can send raw frames: ours (``csms.send_raw``,
 the charger's answers from ``csms.frames``) and the node peer (``peer_csms.raw``, the
 charger's answers from its ``message``/``in`` events). A hypothesis test feeds random
-JSON payloads for a few actions through our CSMS.
+JSON payloads for a few actions through our CSMS, and one mutates the sample payload of
+every action member by member (the samples and the right-code rules of bench/fuzz.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -535,3 +537,109 @@ async def test_our_csms_keeps_a_charger_that_sends_an_unhashable_unique_id(csms)
         answer = json.loads(await asyncio.wait_for(ws.recv(), 5))
         assert answer[:2] == [3, "hb-1"]
         assert csms.connected("CP-RAW")
+
+
+# ---------------------------------------------------------------- every action, hypothesis-driven
+
+
+def _fuzz_module() -> Any:
+    """bench/fuzz.py (its sample payloads and its "right CALLERROR" rules), loaded by path:
+    bench/ is not on sys.path (its drivers.py would shadow the drivers package)."""
+    import importlib.util
+    import sys
+
+    if "fuzz" not in sys.modules:
+        from daemon_harness import REPO
+
+        spec = importlib.util.spec_from_file_location("fuzz", REPO / "bench" / "fuzz.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fuzz"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fuzz"]
+
+
+FUZZ = _fuzz_module()
+
+
+def _mutations(value: Any) -> Any:
+    """A hypothesis strategy of variants of ``value``: each member kept, dropped, replaced by
+    any JSON value or mutated in turn, extra members added; shrinks towards ``value`` itself."""
+    if isinstance(value, dict):
+        members = {
+            key: st.one_of(st.just(("keep", v)), st.just(("drop", None)),
+                           json_values.map(lambda x: ("set", x)), _mutations(v).map(lambda x: ("set", x)))
+            for key, v in value.items()
+        }
+
+        def build(choices: dict[str, tuple[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+            out = {k: (value[k] if how == "keep" else x) for k, (how, x) in choices.items() if how != "drop"}
+            return {**out, **extra}
+
+        return st.builds(build, st.fixed_dictionaries(members),
+                         st.dictionaries(st.text(max_size=12), json_values, max_size=2))
+    if isinstance(value, list):
+        return st.one_of(st.just(value), st.lists(_mutations(value[0]) if value else json_values, max_size=4))
+    return st.one_of(st.just(value), json_values)
+
+
+def mutated_payloads(action: str) -> Any:
+    """Hypothesis variants of bench/fuzz.py's sample payload of ``action``, made harmless."""
+    gen = FUZZ.Gen(random.Random(0), tx_id=-1)
+
+    def harmless(payload: Any) -> Any:
+        payload = gen.neutralise(action, payload)  # no real URL, no retries, no end of session
+        if action in FUZZ.SCHEMA_INVALID_ONLY and FUZZ.schema_error(action, payload) is None:
+            payload = {}  # Reset / UpdateFirmware only in a form the charger must refuse
+        return payload
+
+    return _mutations(FUZZ.BASE[action]).map(harmless)
+
+
+async def test_r_ops_3_every_action_mutated_by_hypothesis_gets_the_right_answer(csms, daemon):
+    """Hypothesis mutates the sample payload of every CSMS -> charge point action of OCPP 1.6
+    and the security extension (26), member by member, and sends each over the WebSocket: a
+    schema-valid payload gets a schema-valid CALLRESULT (or, with an integer beyond 32 bits,
+    PropertyConstraintViolation); an invalid one a CALLERROR whose code names one of its own
+    schema violations; never InternalError, never a dropped link."""
+    loop = asyncio.get_running_loop()
+    start = csms.mark()
+    seen: set[str] = set()
+    sent = 0
+
+    async def round_trip(action: str, payload: Any) -> None:
+        nonlocal sent
+        uid = uuid.uuid4().hex[:12]
+        seen.add(action)
+        sent += 1
+        mark = await csms.send_raw(BOX, json.dumps([2, uid, action, payload]))
+        frame = (await csms.wait_frame(BOX, lambda f: _answers(f.json(), uid), since=mark, timeout=10)).json()
+        expected = FUZZ.right_codes(action, payload)
+        if frame[0] == 3:
+            assert expected is None, f"{action} {payload!r} is schema-invalid, yet answered {frame[2]!r}"
+            assert _valid_result(action, frame[2]), f"invalid {action} result {frame[2]!r}"
+        else:
+            code = frame[2]
+            if expected is None:
+                assert code == "PropertyConstraintViolation" and FUZZ.int_beyond_32_bits(payload), (
+                    f"{action} {payload!r} is schema-valid, yet answered {frame}")
+            else:
+                assert code in expected, f"{action} {payload!r}: {code}, expected one of {sorted(expected)}"
+        assert daemon.proc.returncode is None, daemon.log_tail()
+
+    def checker(action: str) -> Callable[[], None]:
+        @settings(max_examples=15, deadline=None, database=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+        @given(mutated_payloads(action))
+        def check(payload: Any) -> None:
+            asyncio.run_coroutine_threadsafe(round_trip(action, payload), loop).result(timeout=30)
+
+        return check
+
+    def check_every_action() -> None:
+        for action in sorted(FUZZ.BASE):
+            checker(action)()
+
+    await asyncio.to_thread(check_every_action)
+    assert seen == set(FUZZ.BASE) and len(seen) == 26 and sent >= 26 * 10, sent
+    assert csms.connected(BOX) and csms.events(BOX, "disconnect", start) == []
