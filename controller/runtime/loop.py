@@ -52,6 +52,18 @@ class CallRejected(Exception):
     code = "GenericError"
 
 
+def coalescing_key(c: cmd.SendCall) -> tuple[Any, ...] | None:
+    """Calls a newer one of the same key makes pointless while they wait for their turn: a
+    connector's StatusNotification (the newer carries the status now) and the Heartbeat.
+    Behind a CSMS that answers slowly (or pipelines its own CALLs), ours would otherwise
+    pile up in memory without bound; everything else is sent, in order."""
+    if c.action == "StatusNotification" and isinstance(c.payload, dict):
+        return ("StatusNotification", c.payload.get("connectorId"))
+    if c.action == "Heartbeat":
+        return ("Heartbeat",)
+    return None
+
+
 class Runtime:
     """See the module docstring."""
 
@@ -73,6 +85,10 @@ class Runtime:
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Queue[Callable[[], Awaitable[None]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # our non-transaction CALLs go out one at a time, in order (OCPP-J: one in flight);
+        # one still waiting for its turn is replaced by a newer one of the same kind
+        self._call_gate = asyncio.Lock()
+        self._waiting_calls: dict[tuple[Any, ...], asyncio.Task[Any]] = {}
         self.outbox = Outbox(self)
         self.leaving: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         clock.on_jump(self._wake.set)
@@ -178,7 +194,13 @@ class Runtime:
             if isinstance(c, cmd.SendCall):
                 if isinstance(c.ref, tuple) and c.ref[0] == BESIDE_BACKLOG:
                     self.outbox.beside.add(c.ref[1])  # at once: before the outbox can reach the row
-                self.spawn(self._send_call(c), f"call {c.action}")
+                key = coalescing_key(c)
+                older = self._waiting_calls.pop(key, None) if key is not None else None
+                if older is not None:
+                    older.cancel()  # not sent yet: the newer one says all it would have said
+                task = self.spawn(self._send_call(c, key), f"call {c.action}")
+                if key is not None:
+                    self._waiting_calls[key] = task
             elif isinstance(c, cmd.WakeOutbox):
                 self.outbox.kick(c.delay_s)
             elif isinstance(c, cmd.Sample):
@@ -209,7 +231,13 @@ class Runtime:
             else:  # pragma: no cover - the Command union is closed
                 raise TypeError(c)
 
-    async def _send_call(self, c: cmd.SendCall) -> None:
+    async def _send_call(self, c: cmd.SendCall, key: tuple[Any, ...] | None = None) -> None:
+        async with self._call_gate:
+            if key is not None and self._waiting_calls.get(key) is asyncio.current_task():
+                del self._waiting_calls[key]  # on its way: no longer replaceable
+            await self._send_call_now(c)
+
+    async def _send_call_now(self, c: cmd.SendCall) -> None:
         beside = c.ref[1] if isinstance(c.ref, tuple) and c.ref[0] == BESIDE_BACKLOG else None
         link = self.link
         if link is None:
