@@ -26,11 +26,11 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from file_servers import running_ftp, tarpit  # noqa: F401 - tarpit is a fixture
+from file_servers import FileServer, running_ftp, serve_http, tarpit  # noqa: F401 - tarpit is a fixture
 from pyftpdlib.authorizers import DummyAuthorizer
 from pyftpdlib.handlers import FTPHandler
 from tls_material import make_ca, server_context
@@ -220,36 +220,9 @@ class Handler(BaseHTTPRequestHandler):
         return self._send(404)
 
 
-class FileServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.state = HttpState()
-        if tls is not None:
-            self.socket = tls.wrap_socket(self.socket, server_side=True,
-                                          do_handshake_on_connect=False)
-        self.scheme = "https" if tls else "http"
-
-    def handle_error(self, request, client_address) -> None:  # quiet: clients are rude on purpose
-        pass
-
-    def url(self, path: str, host: str = "127.0.0.1", userinfo: str = "") -> str:
-        return f"{self.scheme}://{userinfo}{host}:{self.server_address[1]}{path}"
-
-
 def _serve(tls: ssl.SSLContext | None):
-    srv = FileServer(tls)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02},
-                              daemon=True)
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.state.release.set()
-        srv.shutdown()
-        srv.server_close()
-        thread.join(2)
+    srv = FileServer(tls, Handler, HttpState())
+    yield from serve_http(srv, before_stop=srv.state.release.set)
 
 
 @pytest.fixture

@@ -27,11 +27,12 @@ import ssl
 import threading
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyftpdlib.authorizers import DummyAuthorizer
@@ -143,36 +144,44 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FileServer(ThreadingHTTPServer):
+    """An HTTP(S) server on 127.0.0.1 (a free port) with ``handler`` and its ``state``."""
+
     daemon_threads = True
 
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.state = HttpState()
+    def __init__(self, tls: ssl.SSLContext | None, handler: type[BaseHTTPRequestHandler] = _Handler,
+                 state: Any = None) -> None:
+        super().__init__(("127.0.0.1", 0), handler)
+        self.state = state if state is not None else HttpState()
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self.scheme = "https" if tls else "http"
 
-    def handle_error(self, request: object, client_address: object) -> None:  # quiet
+    def handle_error(self, request: object, client_address: object) -> None:  # quiet: clients are rude on purpose
         pass
 
     @property
     def port(self) -> int:
         return self.server_address[1]
 
-    def url(self, path: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
+    def url(self, path: str, host: str = "127.0.0.1", userinfo: str = "") -> str:
+        return f"{self.scheme}://{userinfo}{host}:{self.port}{path}"
 
 
-def _serve(tls: ssl.SSLContext | None) -> Iterator[FileServer]:
-    srv = FileServer(tls)
+def serve_http(srv: FileServer, before_stop: Callable[[], None] = lambda: None) -> Iterator[FileServer]:
+    """Run ``srv`` in a thread for a fixture; ``before_stop`` unblocks handlers still waiting."""
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
     thread.start()
     try:
         yield srv
     finally:
+        before_stop()
         srv.shutdown()
         srv.server_close()
         thread.join(2)
+
+
+def _serve(tls: ssl.SSLContext | None) -> Iterator[FileServer]:
+    yield from serve_http(FileServer(tls))
 
 
 @pytest.fixture
