@@ -81,6 +81,13 @@ class Daemon:
     def rewrite(self, url: str, **settings: Any) -> None:
         self.config.write_text(settings_text(url, self.state_dir, self.socket, **settings))
 
+    async def start_booted(self, csms: Any, box: str = "CP-TEST", timeout_s: float = 15.0) -> None:
+        """Start, then wait for the BootNotification at ``csms`` and the link to be connected."""
+        mark = csms.mark()
+        await self.start()
+        await csms.wait_for("BootNotification", identity=box, since=mark, timeout=timeout_s)
+        await self.until(lambda s: s["link"] == "connected", what="boot accepted")
+
     async def start(self, wait_socket: bool = True) -> None:
         self.runs += 1
         log = open(self.log_path, "ab")
@@ -174,3 +181,11 @@ class Daemon:
     async def wait_exit(self, timeout_s: float = 15.0) -> int:
         assert self.proc is not None
         return await asyncio.wait_for(self.proc.wait(), timeout_s)
+
+
+async def kill_all(daemons: list[Daemon]) -> None:
+    """A fixture's teardown: SIGKILL every daemon still running."""
+    for d in daemons:
+        if d.proc is not None and d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import REPO, Daemon
+from daemon_harness import REPO, Daemon, kill_all
 from file_servers import FTP_PASSWORD, FTP_QPASSWORD
 
 from controller import __version__
@@ -188,17 +188,11 @@ async def boot(csms: CentralSystem, tmp_path: Path) -> AsyncIterator[Callable[..
         if seed_logs is not None:
             (d.state_dir / "logs").mkdir(parents=True)
             (d.state_dir / "logs" / "evsectl.log").write_text(seed_logs)
-        mark = csms.mark()
-        await d.start()
-        await csms.wait_for("BootNotification", identity=BOX, since=mark, timeout=15)
-        await d.until(lambda s: s["link"] == "connected", what="boot accepted")
+        await d.start_booted(csms, BOX)
         return d
 
     yield start
-    for d in made:
-        if d.proc is not None and d.proc.returncode is None:
-            d.proc.kill()
-            await d.proc.wait()
+    await kill_all(made)
 
 
 async def update_firmware(csms: CentralSystem, location: str, *, retrieve_in_s: float = 0,

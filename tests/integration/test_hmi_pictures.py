@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_harness import REPO, Daemon
+from daemon_harness import REPO, Daemon, kill_all
 
 from controller.ipc import messages as m
 
@@ -55,17 +55,11 @@ async def daemon(csms: Any, tmp_path: Path):
             work.mkdir()
             d = Daemon(work, csms.url, extra=HMI_TOML, keys={"QRcode1": "https://pay.example/c1"})
             made.append(d)
-        mark = csms.mark()
-        await d.start()
-        await csms.wait_for("BootNotification", identity=BOX, since=mark, timeout=15)
-        await d.until(lambda s: s["link"] == "connected", what="boot accepted")
+        await d.start_booted(csms, BOX)
         return d
 
     yield start
-    for d in made:
-        if d.proc is not None and d.proc.returncode is None:
-            d.proc.kill()
-            await d.proc.wait()
+    await kill_all(made)
 
 
 async def transfer(csms: Any, which: tuple[str, str], data: Any) -> dict[str, Any]:
